@@ -1,0 +1,165 @@
+"""The multi-task environment interface every benchmark of the project implements.
+
+A multi-task benchmark is a family of N task environments behind one gymnasium id. Training code
+never steps the family itself: it asks for the N task environments (`make_task_envs`), steps them
+in lockstep and routes each task's data to that task's buffer. Observations end with (or contain) a
+one-hot task vector so any method can read the task; `split_observation` gives the network input.
+
+As a plain gymnasium env (what `gymnasium.make(ID)` returns) the family plays one task per episode,
+cycling through the tasks, or the task given by `reset(options={"task": k})`. That keeps every id
+usable with ordinary gymnasium tooling.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, Literal
+
+import gymnasium as gym
+import numpy as np
+
+
+class MultiTaskEnv(gym.Env):
+    """A family of N related task environments.
+
+    Subclasses set the class attributes and implement `make_task_env`. Each task env is a plain
+    gymnasium env with no time limit of its own (the sampler cuts episodes at `horizon`); its
+    observation carries the one-hot at `onehot_start`, and its step info carries `success`.
+    """
+
+    #: one name a task, in task-id order
+    task_names: ClassVar[tuple[str, ...]] = ()
+    #: episode length cap (the registered max_episode_steps)
+    horizon: ClassVar[int] = 0
+    #: the reward that unsupervised data sharing (UDS) gives other tasks' transitions
+    min_reward: ClassVar[float] = 0.0
+    #: "slice" drops the one-hot from the network input, "zero" zeroes it in place
+    onehot_mode: ClassVar[Literal["slice", "zero"]] = "slice"
+    #: step-info keys reduced over an episode into evaluation metrics: key -> (metric, "last"|"mean")
+    episode_info_metrics: ClassVar[dict[str, tuple[str, str]]] = {}
+    #: the paper's per-env hyper-parameters (spec 5.2), applied where the user gives no flag
+    default_hyperparameters: ClassVar[dict[str, Any]] = {}
+
+    metadata: ClassVar[dict[str, Any]] = {"render_modes": []}
+
+    def __init__(self, seed: int | None = None, **task_kwargs: Any) -> None:
+        self._seed = seed
+        self._task_kwargs = task_kwargs
+        self._play_env: gym.Env | None = None
+        self._play_task = -1
+        probe = self.make_task_env(0, seed=seed, evaluation=False, **task_kwargs)
+        self.observation_space = probe.observation_space
+        self.action_space = probe.action_space
+        probe.close()
+
+    # ----------------------------------------------------------------------------- subclass API
+    def make_task_env(
+        self,
+        task: int,
+        *,
+        seed: int | None,
+        evaluation: bool,
+        render_mode: str | None = None,
+        **task_kwargs: Any,
+    ) -> gym.Env:
+        """Build the environment of task `task` (a fresh instance each call).
+
+        `render_mode="rgb_array"` must give upright frames rendered headless.
+        """
+        raise NotImplementedError
+
+    # ----------------------------------------------------------------------------- family API
+    @property
+    def num_tasks(self) -> int:
+        return len(self.task_names)
+
+    @property
+    def obs_dim(self) -> int:
+        return int(self.observation_space.shape[0])
+
+    @property
+    def action_dim(self) -> int:
+        return int(self.action_space.shape[0])
+
+    @property
+    def onehot_start(self) -> int:
+        """Index of the first one-hot entry in an observation (default: the last N entries)."""
+        return self.obs_dim - self.num_tasks
+
+    def network_obs_dim(self, include_task_id: bool = False) -> int:
+        if include_task_id or self.onehot_mode == "zero":
+            return self.obs_dim
+        return self.obs_dim - self.num_tasks
+
+    def make_task_envs(
+        self, *, evaluation: bool, seed: int | None = None, render_mode: str | None = None
+    ) -> list[gym.Env]:
+        """One fresh env per task. Train and evaluation instances are separate, seeded apart."""
+        base = self._seed if seed is None else seed
+        offset = 1000 if evaluation else 0
+        return [
+            self.make_task_env(
+                k,
+                seed=None if base is None else base + offset + k,
+                evaluation=evaluation,
+                render_mode=render_mode,
+                **self._task_kwargs,
+            )
+            for k in range(self.num_tasks)
+        ]
+
+    def get_train_envs(self) -> list[gym.Env]:
+        return self.make_task_envs(evaluation=False)
+
+    def get_test_envs(self) -> list[gym.Env]:
+        return self.make_task_envs(evaluation=True)
+
+    def task_id(self, obs: np.ndarray) -> np.ndarray:
+        """Task id of each observation (argmax of its one-hot); works on batches (..., obs_dim)."""
+        start = self.onehot_start
+        return np.argmax(obs[..., start : start + self.num_tasks], axis=-1)
+
+    def split_observation(self, obs: np.ndarray, include_task_id: bool = False) -> np.ndarray:
+        """Network input of observations (..., obs_dim): the one-hot sliced off or zeroed."""
+        if include_task_id:
+            return obs
+        start, stop = self.onehot_start, self.onehot_start + self.num_tasks
+        if self.onehot_mode == "slice":
+            return np.concatenate([obs[..., :start], obs[..., stop:]], axis=-1)
+        out = np.array(obs, copy=True)
+        out[..., start:stop] = 0.0
+        return out
+
+    # ----------------------------------------------------------------------------- gym.Env API
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[np.ndarray, dict[str, Any]]:
+        super().reset(seed=seed)
+        if options and "task" in options:
+            task = int(options["task"])
+            if not 0 <= task < self.num_tasks:
+                raise ValueError(f"task must be in [0, {self.num_tasks}), got {task}")
+        else:
+            task = (self._play_task + 1) % self.num_tasks
+        if self._play_env is None or task != self._play_task:
+            if self._play_env is not None:
+                self._play_env.close()
+            task_seed = None if self._seed is None else self._seed + task
+            self._play_env = self.make_task_env(
+                task, seed=task_seed, evaluation=False, **self._task_kwargs
+            )
+            self._play_task = task
+        sub_seed = None if seed is None else seed + task
+        return self._play_env.reset(seed=sub_seed)
+
+    def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
+        if self._play_env is None:
+            raise RuntimeError("call reset() before step()")
+        return self._play_env.step(action)
+
+    def render(self) -> Any:
+        return None if self._play_env is None else self._play_env.render()
+
+    def close(self) -> None:
+        if self._play_env is not None:
+            self._play_env.close()
+            self._play_env = None
