@@ -7,6 +7,7 @@ wrappers (use `.unwrapped` to reach the family API).
 
 from __future__ import annotations
 
+import importlib
 from typing import Any
 
 import gymnasium as gym
@@ -29,6 +30,12 @@ def known_env_ids() -> list[str]:
     return list(ENV_ENTRY_POINTS)
 
 
+def env_class(env_id: str) -> type[MultiTaskEnv]:
+    """The family class behind `env_id`, imported but not built (for its defaults and names)."""
+    module, name = ENV_ENTRY_POINTS[env_id][0].split(":")
+    return getattr(importlib.import_module(module), name)
+
+
 def make_multitask_env(env_id: str, seed: int | None = None, **kwargs: Any) -> MultiTaskEnv:
     """The multi-task family behind `env_id` (raises KeyError for an unknown id)."""
     if env_id not in ENV_ENTRY_POINTS:
@@ -40,4 +47,4 @@ def make_multitask_env(env_id: str, seed: int | None = None, **kwargs: Any) -> M
 
 _register_all()
 
-__all__ = ["ENV_ENTRY_POINTS", "MultiTaskEnv", "known_env_ids", "make_multitask_env"]
+__all__ = ["ENV_ENTRY_POINTS", "MultiTaskEnv", "env_class", "known_env_ids", "make_multitask_env"]

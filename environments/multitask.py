@@ -34,7 +34,8 @@ class MultiTaskEnv(gym.Env):
     min_reward: ClassVar[float] = 0.0
     #: "slice" drops the one-hot from the network input, "zero" zeroes it in place
     onehot_mode: ClassVar[Literal["slice", "zero"]] = "slice"
-    #: step-info keys reduced over an episode into evaluation metrics: key -> (metric, "last"|"mean")
+    #: step-info keys reduced over an episode into evaluation metrics:
+    #: key -> (metric name, "last" | "mean" | "max")
     episode_info_metrics: ClassVar[dict[str, tuple[str, str]]] = {}
     #: the paper's per-env hyper-parameters (spec 5.2), applied where the user gives no flag
     default_hyperparameters: ClassVar[dict[str, Any]] = {}

@@ -1,0 +1,328 @@
+"""Command-line flags, their resolution into one experiment config, and the run folder.
+
+Precedence: the original's global defaults (spec 5.1) < the environment's defaults (spec 5.2) <
+flags given on the command line. Every user mistake raises `ExperimentError`, which run.py prints
+as one line and exits with code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import random
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+import torch
+
+import environments
+from learning.task_networks import Architecture
+
+
+class ExperimentError(Exception):
+    """A problem with the user's request, reported as a one-line error (exit code 2)."""
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    """What distinguishes the paper's methods: how data trains the networks, whether the
+    Q-switch collects the data, and how temperatures are kept."""
+
+    sampling: Literal["per_task", "mixed", "sharing"]
+    qmp: bool
+    per_task_temperature: bool
+    temperature_loss: Literal["log_alpha", "alpha"]
+
+    @property
+    def family(self) -> str:
+        return {"per_task": "Separated", "mixed": "Parameters", "sharing": "Data"}[self.sampling]
+
+
+METHODS: dict[str, MethodSpec] = {
+    "sac": MethodSpec("mixed", qmp=False, per_task_temperature=False, temperature_loss="alpha"),
+    "mtsac": MethodSpec("mixed", qmp=False, per_task_temperature=True, temperature_loss="alpha"),
+    "qmp_sac": MethodSpec("mixed", qmp=True, per_task_temperature=True, temperature_loss="alpha"),
+    "dnc_sac": MethodSpec("per_task", qmp=False, per_task_temperature=True,
+                          temperature_loss="log_alpha"),
+    "qmp_dnc": MethodSpec("per_task", qmp=True, per_task_temperature=True,
+                          temperature_loss="log_alpha"),
+    "uds_dnc": MethodSpec("sharing", qmp=False, per_task_temperature=True,
+                          temperature_loss="log_alpha"),
+    "qmp_uds_dnc": MethodSpec("sharing", qmp=True, per_task_temperature=True,
+                              temperature_loss="log_alpha"),
+}
+
+#: the original's run.py defaults (spec 5.1); None = decided by method or env
+GLOBAL_DEFAULTS: dict[str, Any] = {
+    "seed": 0,
+    "n_epochs": 1000,
+    "batch_size": 1000,
+    "gradient_steps_per_itr": 1000,
+    "min_buffer_size": 10000,
+    "buffer_batch_size": 32,
+    "steps_per_epoch": 1,
+    "lr": 3e-4,
+    "hidden_sizes": [256, 256],
+    "discount": 0.99,
+    "target_update_tau": 5e-3,
+    "reward_scale": 1.0,
+    "target_entropy": None,
+    "num_evaluation_episodes": 10,
+    "evaluation_frequency": 1,
+    "policy_architecture": None,
+    "Q_architecture": None,
+    "include_task_id": False,
+    "policy_sampling_freq": 1,
+    "sharing_quantile": 0.0,
+    "layer_norm": False,
+    "vis_freq": -1,
+    "kl_coeff": [0.0],
+    "qswitch_critic": "q1",
+    "replay_buffer_size": None,
+    "torch_threads": 1,
+    "log_dir": None,
+}
+
+
+@dataclass(frozen=True)
+class ExperimentConfig:
+    method: str
+    env: str
+    seed: int
+    n_epochs: int
+    batch_size: int
+    gradient_steps_per_itr: int
+    min_buffer_size: int
+    buffer_batch_size: int
+    steps_per_epoch: int
+    lr: float
+    hidden_sizes: list[int]
+    discount: float
+    target_update_tau: float
+    reward_scale: float
+    target_entropy: float | None
+    num_evaluation_episodes: int
+    evaluation_frequency: int
+    policy_architecture: str
+    Q_architecture: str
+    include_task_id: bool
+    policy_sampling_freq: int
+    sharing_quantile: float
+    layer_norm: bool
+    vis_freq: int
+    kl_coeff: list[float]
+    qswitch_critic: str
+    replay_buffer_size: int
+    torch_threads: int | None
+    log_dir: str | None
+    num_tasks: int = field(default=0)
+
+    @property
+    def spec(self) -> MethodSpec:
+        return METHODS[self.method]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports a bad flag as one line instead of usage + traceback-free exit."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise ExperimentError(message)
+
+
+def _bool(text: str) -> bool:
+    lowered = text.lower()
+    if lowered in ("true", "1", "yes"):
+        return True
+    if lowered in ("false", "0", "no"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected True or False, got {text!r}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(
+        prog="run.py",
+        description="Train a multi-task RL method (QMP and its baselines) on a multi-task env.",
+    )
+    p.add_argument("method", choices=list(METHODS), metavar="METHOD",
+                   help=f"one of: {', '.join(METHODS)}")
+    p.add_argument("--env", default="PointReachMT4-v0",
+                   help=f"environment id, one of: {', '.join(environments.known_env_ids())}")
+    a = p.add_argument
+    a("--seed", type=int, help="seed of python, numpy, torch and the envs (default 0)")
+    a("--n_epochs", type=int, help="training epochs")
+    a("--batch_size", type=int, help="env steps per collection round, over all tasks")
+    a("--gradient_steps_per_itr", type=int,
+      help="gradient steps per round (split over tasks for Separated/Data methods)")
+    a("--min_buffer_size", type=int,
+      help="transitions to collect before training (per task for Separated/Data methods)")
+    a("--buffer_batch_size", type=int,
+      help="batch size per update (per task for Separated/Data methods)")
+    a("--steps_per_epoch", type=int, help="collect+train rounds per epoch")
+    a("--lr", type=float, help="learning rate of actor, critics and temperature")
+    a("--hidden_sizes", type=int, nargs="+", help="hidden layer sizes, e.g. 256 256")
+    a("--discount", type=float, help="discount factor gamma")
+    a("--target_update_tau", type=float, help="Polyak rate of the target critics")
+    a("--reward_scale", type=float, help="reward multiplier in the critic target")
+    a("--target_entropy", type=float, help="SAC target entropy (default -|A|; 0 = default)")
+    a("--num_evaluation_episodes", type=int, help="evaluation episodes in total (split over tasks)")
+    a("--evaluation_frequency", type=int, help="evaluate every this many epochs")
+    a("--policy_architecture", choices=[x.value for x in Architecture],
+      help="separate (Separated/Data methods) or multihead/shared (sac, mtsac, qmp_sac)")
+    a("--Q_architecture", choices=[x.value for x in Architecture], help="as --policy_architecture")
+    a("--include_task_id", type=_bool, help="keep the task one-hot in the network input")
+    a("--policy_sampling_freq", type=int, help="Q-switch re-selects every this many steps")
+    a("--sharing_quantile", type=float,
+      help="UDS: share other tasks' data only where Q exceeds this quantile (0 = share all)")
+    a("--layer_norm", type=_bool, help="LayerNorm in the critics")
+    a("--vis_freq", type=int, help="videos every this many epochs (-1 = none)")
+    a("--kl_coeff", type=float, nargs="+",
+      help="DnC KL regularisation: one beta, or N*N values row-major (row i: policy i)")
+    a("--qswitch_critic", choices=["q1", "min"],
+      help="Q-switch scores with Q1 (the original) or min(Q1, Q2)")
+    a("--replay_buffer_size", type=int,
+      help="capacity of each task's buffer (default 1e6; Parameters methods 1e6 in total)")
+    a("--torch_threads", type=int,
+      help="torch intra-op threads (default 1: fastest for these small networks)")
+    a("--log_dir", help="run folder (default: a fresh timestamped folder under data/)")
+    return p
+
+
+def resolve_config(argv: list[str] | None = None) -> ExperimentConfig:
+    """Parse flags and apply the defaults; raises ExperimentError on bad input."""
+    args = vars(build_parser().parse_args(argv))
+    env_id = args["env"]
+    if env_id not in environments.known_env_ids():
+        raise ExperimentError(
+            f"unknown env {env_id!r}; choose one of: {', '.join(environments.known_env_ids())}"
+        )
+    family = environments.env_class(env_id)
+    values: dict[str, Any] = dict(GLOBAL_DEFAULTS)
+    values.update(family.default_hyperparameters)
+    values.update({k: v for k, v in args.items() if v is not None})
+    if values["target_entropy"] == 0:
+        values["target_entropy"] = None
+    num_tasks = len(family.task_names)
+    spec = METHODS[values["method"]]
+    default_arch = "separate" if spec.sampling != "mixed" else "multihead"
+    values["policy_architecture"] = values["policy_architecture"] or default_arch
+    values["Q_architecture"] = values["Q_architecture"] or default_arch
+    if values["replay_buffer_size"] is None:
+        total = 1_000_000
+        values["replay_buffer_size"] = total // num_tasks if spec.sampling == "mixed" else total
+    values["num_tasks"] = num_tasks
+    config = ExperimentConfig(**values)
+    validate(config)
+    return config
+
+
+def validate(c: ExperimentConfig) -> None:
+    """Reject impossible or unsupported combinations before anything is built."""
+    n = c.num_tasks
+    spec = c.spec
+    positive = ("n_epochs", "batch_size", "gradient_steps_per_itr", "buffer_batch_size",
+                "steps_per_epoch", "evaluation_frequency", "policy_sampling_freq",
+                "replay_buffer_size")
+    for name in positive:
+        if getattr(c, name) < 1:
+            raise ExperimentError(f"--{name} must be positive, got {getattr(c, name)}")
+    if c.min_buffer_size < 0:
+        raise ExperimentError(f"--min_buffer_size must be >= 0, got {c.min_buffer_size}")
+    if c.lr <= 0:
+        raise ExperimentError(f"--lr must be positive, got {c.lr}")
+    if not c.hidden_sizes or min(c.hidden_sizes) < 1:
+        raise ExperimentError("--hidden_sizes must be positive integers")
+    if not 0.0 <= c.discount <= 1.0:
+        raise ExperimentError(f"--discount must be in [0, 1], got {c.discount}")
+    if not 0.0 < c.target_update_tau <= 1.0:
+        raise ExperimentError(f"--target_update_tau must be in (0, 1], got {c.target_update_tau}")
+    if not 0.0 <= c.sharing_quantile < 1.0:
+        raise ExperimentError(f"--sharing_quantile must be in [0, 1), got {c.sharing_quantile}")
+    if c.batch_size < n:
+        raise ExperimentError(f"--batch_size {c.batch_size} is smaller than the {n} tasks")
+    if c.num_evaluation_episodes < n:
+        raise ExperimentError(
+            f"--num_evaluation_episodes {c.num_evaluation_episodes} gives no episode per task "
+            f"({n} tasks)"
+        )
+    per_task_min = c.min_buffer_size if spec.sampling != "mixed" else -(-c.min_buffer_size // n)
+    if c.replay_buffer_size < per_task_min:
+        raise ExperimentError(
+            f"--replay_buffer_size {c.replay_buffer_size} cannot hold --min_buffer_size"
+        )
+    _validate_architectures(c)
+    if c.vis_freq > 0:
+        raise ExperimentError("--vis_freq: video recording is not available yet; use -1")
+    if len(c.kl_coeff) not in (1, n * n):
+        raise ExperimentError(f"--kl_coeff takes 1 or {n * n} values, got {len(c.kl_coeff)}")
+    if any(v != 0 for v in c.kl_coeff) and c.method not in ("dnc_sac", "qmp_dnc"):
+        raise ExperimentError("--kl_coeff is only supported by dnc_sac and qmp_dnc")
+    if spec.sampling == "sharing" and n < 2:
+        raise ExperimentError(f"{c.method} shares data between tasks and needs >= 2 tasks")
+    if c.torch_threads is not None and c.torch_threads < 1:
+        raise ExperimentError("--torch_threads must be positive")
+
+
+def _validate_architectures(c: ExperimentConfig) -> None:
+    spec, archs = c.spec, (c.policy_architecture, c.Q_architecture)
+    if spec.sampling != "mixed":
+        if archs != ("separate", "separate"):
+            raise ExperimentError(f"{c.method} uses separate per-task networks; "
+                                  "--policy_architecture and --Q_architecture must be separate")
+    elif "separate" in archs:
+        raise ExperimentError(f"{c.method} shares parameters: use multihead or shared "
+                              "architectures (separate networks are dnc_sac)")
+    if c.method == "qmp_sac" and archs != ("multihead", "multihead"):
+        raise ExperimentError("qmp_sac needs --policy_architecture multihead "
+                              "--Q_architecture multihead")
+    if spec.qmp and c.include_task_id:
+        raise ExperimentError(f"{c.method} does not take --include_task_id True "
+                              "(the Q-switch runs every policy on every task's observation)")
+    if "shared" in archs and c.num_tasks > 1 and not c.include_task_id:
+        raise ExperimentError("the shared architecture needs --include_task_id True "
+                              "with more than one task")
+
+
+def check_memory(c: ExperimentConfig, obs_dim: int, action_dim: int) -> None:
+    """Refuse buffers that could not fit in this machine's memory once full."""
+    from learning.replay_buffer import MultiTaskReplayBuffer
+
+    need = MultiTaskReplayBuffer.bytes_needed(c.num_tasks, c.replay_buffer_size, obs_dim,
+                                              action_dim)
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return
+    if need > 0.8 * total:
+        raise ExperimentError(
+            f"replay buffers would need {need / 2**30:.1f} GiB when full "
+            f"({c.num_tasks} tasks x {c.replay_buffer_size} transitions) but this machine has "
+            f"{total / 2**30:.1f} GiB; lower --replay_buffer_size"
+        )
+
+
+def make_log_dir(c: ExperimentConfig) -> str:
+    """The run folder: the user's --log_dir if new or empty, else a fresh timestamped folder."""
+    if c.log_dir is not None:
+        if os.path.exists(c.log_dir) and (not os.path.isdir(c.log_dir) or os.listdir(c.log_dir)):
+            raise ExperimentError(f"--log_dir {c.log_dir} exists and is not empty; "
+                                  "refusing to overwrite it")
+        os.makedirs(c.log_dir, exist_ok=True)
+        return c.log_dir
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    base = os.path.join("data", f"{c.method}_{c.env}_s{c.seed}_{stamp}")
+    path, k = base, 1
+    while os.path.exists(path):
+        path, k = f"{base}_{k}", k + 1
+    os.makedirs(path)
+    return path
+
+
+def set_seed(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)

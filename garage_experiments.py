@@ -1,0 +1,166 @@
+"""Build and run one experiment from a resolved config: the wiring of every method.
+
+Each method is the same pipeline with three switches (see experiment_utils.METHODS): how batches
+are drawn (per task / mixed / with sharing), whether the Q-switch collects the data, and how the
+temperatures are kept. Networks: per-task ensembles (separate) or one multi-head/shared network.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from typing import Any
+
+import numpy as np
+import torch
+import yaml
+
+import environments
+from experiment_utils import ExperimentConfig, check_memory, set_seed
+from learning.behaviour import Behaviour, OwnPolicy, QSwitch
+from learning.learner import Learner
+from learning.replay_buffer import MultiTaskReplayBuffer
+from learning.run_logger import RunLogger
+from learning.sac import MultiTaskSAC, SACConfig
+from learning.sampler import Collector, EpisodeTracker, Evaluator, TaskVectorEnv
+from learning.task_networks import Architecture, TaskPolicy, TwinCritic
+from learning.trainer import Schedule, Trainer, save_snapshot
+
+#: evaluation envs are seeded apart from the training envs
+EVAL_SEED_OFFSET = 10_000
+
+
+def kl_matrix(config: ExperimentConfig) -> torch.Tensor | None:
+    """The DnC beta matrix (row i: policy i's weights), or None when regularisation is off."""
+    values = config.kl_coeff
+    if all(v == 0 for v in values):
+        return None
+    n = config.num_tasks
+    if len(values) == 1:
+        return torch.full((n, n), float(values[0]))
+    return torch.tensor(values, dtype=torch.float32).view(n, n)
+
+
+def build_trainer(config: ExperimentConfig, log_dir: str, *, stdout: bool = True) -> Trainer:
+    """Everything one run needs, seeded from config.seed."""
+    if config.torch_threads is not None:
+        torch.set_num_threads(config.torch_threads)
+    set_seed(config.seed)
+    spec = config.spec
+    family = environments.make_multitask_env(config.env, seed=config.seed)
+    n = family.num_tasks
+    obs_dim = family.network_obs_dim(config.include_task_id)
+    action_dim = family.action_dim
+    check_memory(config, obs_dim, action_dim)
+    split = functools.partial(family.split_observation, include_task_id=config.include_task_id)
+
+    policy = TaskPolicy(Architecture(config.policy_architecture), n, obs_dim, action_dim,
+                        config.hidden_sizes)
+    critic = TwinCritic(Architecture(config.Q_architecture), n, obs_dim, action_dim,
+                        config.hidden_sizes, layer_norm=config.layer_norm)
+    sac = MultiTaskSAC(
+        policy,
+        critic,
+        n,
+        action_dim,
+        SACConfig(
+            discount=config.discount,
+            target_update_tau=config.target_update_tau,
+            reward_scale=config.reward_scale,
+            lr=config.lr,
+            target_entropy=config.target_entropy,
+            per_task_temperature=spec.per_task_temperature,
+            temperature_loss=spec.temperature_loss,
+        ),
+        kl_coeff=kl_matrix(config),
+    )
+    buffer = MultiTaskReplayBuffer(n, config.replay_buffer_size, obs_dim, action_dim, config.seed)
+    learner = Learner(
+        sac,
+        buffer,
+        sampling=spec.sampling,
+        gradient_steps_per_itr=config.gradient_steps_per_itr,
+        buffer_batch_size=config.buffer_batch_size,
+        min_buffer_size=config.min_buffer_size,
+        min_reward=family.min_reward,
+        sharing_quantile=config.sharing_quantile,
+    )
+
+    def make_behaviour() -> Behaviour:
+        if not spec.qmp:
+            return OwnPolicy(policy)
+        return QSwitch(policy, critic, critic_choice=config.qswitch_critic,  # type: ignore[arg-type]
+                       sampling_freq=config.policy_sampling_freq)
+
+    info_metrics = family.episode_info_metrics
+    collector = Collector(
+        TaskVectorEnv(family.make_task_envs(evaluation=False), family.horizon, config.seed),
+        make_behaviour(),
+        buffer,
+        split,
+        EpisodeTracker(n, config.discount, info_metrics),
+    )
+    evaluator = Evaluator(
+        TaskVectorEnv(family.make_task_envs(evaluation=True), family.horizon,
+                      config.seed + EVAL_SEED_OFFSET),
+        split,
+        config.num_evaluation_episodes // n,
+        config.discount,
+        info_metrics,
+    )
+    evaluations: dict[str, Behaviour] = {"Evaluation": OwnPolicy(policy)}
+    if spec.qmp:
+        evaluations["Evaluation/Mixture"] = make_behaviour()
+
+    logger = RunLogger(log_dir, stdout=stdout)
+    with open(os.path.join(log_dir, "config.yaml"), "w") as f:
+        yaml.safe_dump(config.to_dict(), f, sort_keys=False)
+    snapshot_path = os.path.join(log_dir, "snapshot.pt")
+
+    def snapshot(epoch: int) -> None:
+        save_snapshot(snapshot_path, {"epoch": epoch, "config": config.to_dict(),
+                                      **sac.state_dict()})
+
+    return Trainer(
+        schedule=Schedule(config.n_epochs, config.steps_per_epoch, config.batch_size,
+                          config.evaluation_frequency),
+        learner=learner,
+        collector=collector,
+        evaluator=evaluator,
+        evaluations=evaluations,
+        logger=logger,
+        extra_metric_names=[name for name, _ in info_metrics.values()],
+        log_mixture=spec.qmp,
+        snapshot_state=snapshot,
+    )
+
+
+def run_experiment(config: ExperimentConfig, log_dir: str, *, stdout: bool = True
+                   ) -> dict[str, Any]:
+    """Train, evaluate and log one run; returns the last epoch's metrics."""
+    trainer = build_trainer(config, log_dir, stdout=stdout)
+    try:
+        if stdout:
+            print(f"{config.method} on {config.env} ({config.num_tasks} tasks), "
+                  f"seed {config.seed}, logging to {log_dir}", flush=True)
+        return trainer.train()
+    finally:
+        trainer.logger.close()
+        trainer.collector.venv.close()
+        trainer.evaluator.venv.close()
+
+
+def final_summary(metrics: dict[str, Any], num_tasks: int, qmp: bool) -> str:
+    """Per-task final success and, for QMP, the last epoch's mixture matrix, as text."""
+    lines = ["Final evaluation (own policy per task):"]
+    for k in range(num_tasks):
+        lines.append(f"  task {k}: success {metrics.get(f'Evaluation/Task{k}/SuccessRate'):.2f}"
+                     f"  return {metrics.get(f'Evaluation/Task{k}/AverageReturn'):.2f}")
+    lines.append(f"  all:    success {metrics.get('Evaluation/SuccessRate'):.2f}")
+    if qmp:
+        probs = np.array([[metrics[f"Train/LocalPolicy{i}/Policy{j}Prob"] for j in range(num_tasks)]
+                          for i in range(num_tasks)])
+        lines.append("Mixture matrix of the last epoch (row: task, column: acting policy):")
+        for i in range(num_tasks):
+            lines.append(f"  task {i}: " + " ".join(f"{p:.2f}" for p in probs[i]))
+    return "\n".join(lines)

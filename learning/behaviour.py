@@ -1,0 +1,94 @@
+"""Behaviour policies: how the N task environments choose their actions at each lockstep step.
+
+`OwnPolicy` acts with each task's own policy. `QSwitch` is QMP's mixture: every task policy proposes
+an action for every task's observation, task i's critic scores the proposals at their mean actions,
+and task i executes the best proposal's sampled action (its mean when deterministic). Both run one
+batched forward pass for all tasks; the Q-switch scores all N x N (observation, proposal) pairs at
+once.
+"""
+
+from __future__ import annotations
+
+from typing import Literal, Protocol
+
+import numpy as np
+import torch
+
+from learning.distributions import tanh_gaussian_sample
+from learning.task_networks import TaskPolicy, TwinCritic
+
+
+class Behaviour(Protocol):
+    def act(
+        self, obs: torch.Tensor, steps_in_episode: np.ndarray, deterministic: bool
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """obs (N, d) network inputs -> actions (N, A) float32 and acting policy ids (N,)."""
+        ...
+
+
+class OwnPolicy:
+    """Every task acts with its own policy."""
+
+    def __init__(self, policy: TaskPolicy) -> None:
+        self.policy = policy
+        self._ids = np.arange(policy.num_tasks)
+
+    @torch.inference_mode()
+    def act(
+        self, obs: torch.Tensor, steps_in_episode: np.ndarray, deterministic: bool = False
+    ) -> tuple[np.ndarray, np.ndarray]:
+        mean, log_std = self.policy.own(obs)
+        action = torch.tanh(mean) if deterministic else tanh_gaussian_sample(mean, log_std)[0]
+        return action.numpy(), self._ids
+
+
+class QSwitch:
+    """QMP's Q-switch mixture of the N task policies.
+
+    `critic="q1"` scores with the first critic as the original did; `"min"` with min(Q1, Q2).
+    With `sampling_freq` k > 1 a task re-selects only every k steps of its episode and in between
+    draws fresh actions from the policy it selected last.
+    """
+
+    def __init__(
+        self,
+        policy: TaskPolicy,
+        critic: TwinCritic,
+        *,
+        critic_choice: Literal["q1", "min"] = "q1",
+        sampling_freq: int = 1,
+    ) -> None:
+        if sampling_freq < 1:
+            raise ValueError("policy_sampling_freq must be >= 1")
+        self.policy = policy
+        self.critic = critic
+        self.critic_choice = critic_choice
+        self.sampling_freq = sampling_freq
+        n = policy.num_tasks
+        self._tasks = torch.arange(n)
+        self._current = torch.arange(n)
+
+    def scores(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Q_i of every proposal j at observation i: (N_i, N_j), with the proposals' pre-tanh
+        means and log-stds (N_j, N_i, A)."""
+        mean, log_std = self.policy.candidates(obs)
+        q = self.critic.score_candidates(obs, torch.tanh(mean))
+        score = q[0] if self.critic_choice == "q1" else q.min(0).values
+        return score, mean, log_std
+
+    @torch.inference_mode()
+    def act(
+        self, obs: torch.Tensor, steps_in_episode: np.ndarray, deterministic: bool = False
+    ) -> tuple[np.ndarray, np.ndarray]:
+        score, mean, log_std = self.scores(obs)
+        best = score.argmax(dim=1)  # ties -> lowest index
+        if self.sampling_freq > 1:
+            reselect = torch.from_numpy(steps_in_episode % self.sampling_freq == 0)
+            best = torch.where(reselect, best, self._current)
+        self._current = best
+        chosen_mean, chosen_log_std = mean[best, self._tasks], log_std[best, self._tasks]
+        if deterministic:
+            action = torch.tanh(chosen_mean)
+        else:
+            action = tanh_gaussian_sample(chosen_mean, chosen_log_std)[0]
+        return action.numpy(), best.numpy()

@@ -1,0 +1,100 @@
+"""Stacked ensembles of MLPs: M networks computed with one batched matmul per layer.
+
+Every network of the project is an `EnsembleMLP`: N per-task policies are one ensemble of N
+members, 2N twin critics one ensemble of 2N members, a multi-head network one member whose last
+layer holds all task heads. Members never share parameters, so a loss summed over members gives
+each member exactly the gradient it would get alone, and Adam (element-wise) on the stacked tensors
+is N independent Adams.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+
+class EnsembleLinear(nn.Module):
+    """M independent affine maps: (M, B, in) -> (M, B, out)."""
+
+    def __init__(self, members: int, in_features: int, out_features: int) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(members, in_features, out_features))
+        self.bias = nn.Parameter(torch.zeros(members, 1, out_features))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.baddbmm(self.bias, x, self.weight)
+
+
+class EnsembleLayerNorm(nn.Module):
+    """LayerNorm over the feature axis with per-member affine parameters."""
+
+    def __init__(self, members: int, features: int, eps: float = 1e-5) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(members, 1, features))
+        self.bias = nn.Parameter(torch.zeros(members, 1, features))
+        self.eps = eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = nn.functional.layer_norm(x, x.shape[-1:], eps=self.eps)
+        return x * self.weight + self.bias
+
+
+def xavier_(weight: torch.Tensor, *, normal: bool, blocks: int = 1) -> None:
+    """Xavier-initialise each member's (in, out) matrix, treating the output columns as `blocks`
+    separately initialised heads (as if each head were its own nn.Linear)."""
+    members, fan_in, out = weight.shape
+    fan_out = out // blocks
+    with torch.no_grad():
+        for b in range(blocks):
+            cols = weight[:, :, b * fan_out : (b + 1) * fan_out]
+            if normal:
+                cols.normal_(0.0, math.sqrt(2.0 / (fan_in + fan_out)))
+            else:
+                bound = math.sqrt(6.0 / (fan_in + fan_out))
+                cols.uniform_(-bound, bound)
+
+
+class EnsembleMLP(nn.Module):
+    """M ReLU MLPs of the same shape evaluated together.
+
+    Input (M, B, in) (a broadcast (1, B, in) view is expanded), output (M, B, out).
+    `out_blocks` splits the last layer into equally sized heads for initialisation only.
+    """
+
+    def __init__(
+        self,
+        members: int,
+        in_features: int,
+        hidden_sizes: Sequence[int],
+        out_features: int,
+        *,
+        layer_norm: bool = False,
+        normal_init: bool = False,
+        out_blocks: int = 1,
+    ) -> None:
+        super().__init__()
+        self.members = members
+        self.in_features = in_features
+        self.out_features = out_features
+        layers: list[nn.Module] = []
+        last = in_features
+        for size in hidden_sizes:
+            linear = EnsembleLinear(members, last, size)
+            xavier_(linear.weight, normal=normal_init)
+            layers.append(linear)
+            if layer_norm:
+                layers.append(EnsembleLayerNorm(members, size))
+            layers.append(nn.ReLU())
+            last = size
+        head = EnsembleLinear(members, last, out_features)
+        xavier_(head.weight, normal=normal_init, blocks=out_blocks)
+        layers.append(head)
+        self.body = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[0] != self.members:
+            x = x.expand(self.members, *x.shape[1:])
+        return self.body(x)

@@ -1,0 +1,128 @@
+"""Per-task replay buffers, preallocated in float32 and filled in lockstep.
+
+The sampler steps the N task environments together, so every task adds one transition per step and
+all N buffers share one write pointer. The arrays are allocated once at full capacity with
+`np.empty`; the operating system only commits the pages that are written.
+
+Three ways to draw a training batch, one per method family:
+* `sample_per_task`   - B transitions from each task's own buffer, laid out (N, B)   (Separated);
+* `sample_mixed`      - B transitions uniformly over all stored transitions, (1, B)  (Parameters);
+* `sample_with_sharing` - task i's own B plus B // (N-1) from every other task, (N, B + shared)
+  with the shared rewards relabelled to the env's min_reward                          (Data, UDS).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import numpy as np
+import torch
+
+
+@dataclass
+class TransitionBatch:
+    """Transitions laid out in groups (G, B); `task_ids` name the task whose networks learn from
+    each sample (for shared data that is the learner's task, not the task that collected it)."""
+
+    obs: torch.Tensor
+    actions: torch.Tensor
+    rewards: torch.Tensor
+    next_obs: torch.Tensor
+    terminals: torch.Tensor
+    task_ids: torch.Tensor
+    weights: torch.Tensor | None = None
+
+    def with_weights(self, weights: torch.Tensor) -> TransitionBatch:
+        return replace(self, weights=weights)
+
+
+class MultiTaskReplayBuffer:
+    """N FIFO buffers of `capacity` transitions each."""
+
+    def __init__(
+        self, num_tasks: int, capacity: int, obs_dim: int, action_dim: int, seed: int
+    ) -> None:
+        if capacity < 1:
+            raise ValueError("replay buffer capacity must be positive")
+        self.num_tasks = num_tasks
+        self.capacity = capacity
+        shape = (num_tasks, capacity)
+        self.obs = np.empty((*shape, obs_dim), dtype=np.float32)
+        self.next_obs = np.empty((*shape, obs_dim), dtype=np.float32)
+        self.actions = np.empty((*shape, action_dim), dtype=np.float32)
+        self.rewards = np.empty(shape, dtype=np.float32)
+        self.terminals = np.empty(shape, dtype=np.float32)
+        #: which task's policy chose each action (the Q-switch's choice; own task otherwise)
+        self.acting_policy = np.empty(shape, dtype=np.int16)
+        self.ptr = 0
+        self.size = 0
+        self.rng = np.random.default_rng(seed)
+        self._rows = np.arange(num_tasks)[:, None]
+
+    @staticmethod
+    def bytes_needed(num_tasks: int, capacity: int, obs_dim: int, action_dim: int) -> int:
+        """Memory the buffers take once full."""
+        per_transition = 4 * (2 * obs_dim + action_dim + 2) + 2
+        return num_tasks * capacity * per_transition
+
+    def __len__(self) -> int:
+        """Transitions stored per task."""
+        return self.size
+
+    def add(
+        self,
+        obs: np.ndarray,
+        actions: np.ndarray,
+        rewards: np.ndarray,
+        next_obs: np.ndarray,
+        terminals: np.ndarray,
+        acting_policy: np.ndarray,
+    ) -> None:
+        """Store one lockstep step: row i of every argument is task i's transition."""
+        p = self.ptr
+        self.obs[:, p] = obs
+        self.actions[:, p] = actions
+        self.rewards[:, p] = rewards
+        self.next_obs[:, p] = next_obs
+        self.terminals[:, p] = terminals
+        self.acting_policy[:, p] = acting_policy
+        self.ptr = (p + 1) % self.capacity
+        self.size = min(self.size + 1, self.capacity)
+
+    def _gather(
+        self, tasks: np.ndarray, index: np.ndarray, learners: np.ndarray
+    ) -> TransitionBatch:
+        return TransitionBatch(
+            obs=torch.from_numpy(self.obs[tasks, index]),
+            actions=torch.from_numpy(self.actions[tasks, index]),
+            rewards=torch.from_numpy(self.rewards[tasks, index]),
+            next_obs=torch.from_numpy(self.next_obs[tasks, index]),
+            terminals=torch.from_numpy(self.terminals[tasks, index]),
+            task_ids=torch.from_numpy(np.ascontiguousarray(np.broadcast_to(learners, index.shape))),
+        )
+
+    def sample_per_task(self, batch_size: int) -> TransitionBatch:
+        index = self.rng.integers(0, self.size, size=(self.num_tasks, batch_size))
+        return self._gather(self._rows, index, self._rows)
+
+    def sample_mixed(self, batch_size: int) -> TransitionBatch:
+        flat = self.rng.integers(0, self.num_tasks * self.size, size=(1, batch_size))
+        tasks, index = np.divmod(flat, self.size)
+        return self._gather(tasks, index, tasks)
+
+    def sample_with_sharing(self, batch_size: int, min_reward: float) -> TransitionBatch:
+        """Own batch (first `batch_size` columns) then other tasks' data relabelled min_reward."""
+        n = self.num_tasks
+        per_other = batch_size // (n - 1)
+        others = np.array([[j for j in range(n) if j != i] for i in range(n)])
+        other_tasks = np.repeat(others, per_other, axis=1)
+        tasks = np.concatenate([np.broadcast_to(self._rows, (n, batch_size)), other_tasks], 1)
+        index = self.rng.integers(0, self.size, size=tasks.shape)
+        batch = self._gather(tasks, index, self._rows)
+        batch.rewards[:, batch_size:] = min_reward
+        return batch
+
+    def sample_observations(self, per_task: int) -> torch.Tensor:
+        """`per_task` observations from every task's buffer, flattened: (N * per_task, d)."""
+        index = self.rng.integers(0, self.size, size=(self.num_tasks, per_task))
+        return torch.from_numpy(self.obs[self._rows, index].reshape(-1, self.obs.shape[-1]))

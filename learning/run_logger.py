@@ -1,0 +1,142 @@
+"""Logging of a run through dowel: progress.csv, TensorBoard, debug.log and a compact stdout table.
+
+Metric names follow the original (`Evaluation/SuccessRate`, `Evaluation/Task{k}/...`,
+`Train/LocalPolicy{i}/...`). The key set is fixed by the first epoch; a later epoch that lacks a
+key (e.g. no evaluation that epoch) records NaN, so progress.csv keeps one schema.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import sys
+from collections.abc import Iterable
+from typing import Any, TextIO
+
+import dowel
+import numpy as np
+import tabulate
+
+from learning.sampler import Episode
+
+#: keys shown on stdout leave out per-task and per-policy entries (they are in progress.csv)
+_PER_TASK = re.compile(r"/(Task\d+|LocalPolicy\d+)/")
+
+
+class SummaryStdOutput(dowel.LogOutput):
+    """Prints the non-per-task keys of each epoch as a two-column table, and text lines."""
+
+    def __init__(self, stream: TextIO | None = None) -> None:
+        self.stream = stream or sys.stdout
+        self._pending: list[str] = []
+
+    @property
+    def types_accepted(self) -> tuple[type, ...]:
+        return (dowel.TabularInput, str)
+
+    def record(self, data: Any, prefix: str = "") -> None:
+        if isinstance(data, dowel.TabularInput):
+            rows = [(k, v) for k, v in sorted(data.as_primitive_dict.items())
+                    if not _PER_TASK.search(k)]
+            self._pending.append(tabulate.tabulate(rows, floatfmt=".4g"))
+            data.mark_str()
+        else:
+            self._pending.append(str(data))
+
+    def dump(self, step: int | None = None) -> None:
+        for text in self._pending:
+            print(text, file=self.stream)
+        self._pending.clear()
+        self.stream.flush()
+
+
+class RunLogger:
+    """All outputs of one run, under `log_dir`."""
+
+    def __init__(self, log_dir: str, *, stdout: bool = True, tensorboard: bool = True) -> None:
+        self.log_dir = log_dir
+        self.logger = dowel.Logger()
+        self.logger.disable_warnings()
+        self.tabular = dowel.TabularInput()
+        self.logger.add_output(dowel.CsvOutput(os.path.join(log_dir, "progress.csv")))
+        self.logger.add_output(dowel.TextOutput(os.path.join(log_dir, "debug.log")))
+        if tensorboard:
+            self.logger.add_output(dowel.TensorBoardOutput(log_dir))
+        if stdout:
+            self.logger.add_output(SummaryStdOutput())
+        self._schema: list[str] | None = None
+
+    def record(self, key: str, value: float) -> None:
+        self.tabular.record(key, float(value))
+
+    def record_many(self, values: dict[str, float]) -> None:
+        for key, value in values.items():
+            self.record(key, value)
+
+    def text(self, message: str) -> None:
+        self.logger.log(message)
+
+    def dump(self, step: int) -> None:
+        keys = list(self.tabular.as_primitive_dict)
+        if self._schema is None:
+            self._schema = keys
+        else:
+            unknown = set(keys) - set(self._schema)
+            if unknown:
+                raise RuntimeError(f"metrics appeared after the first epoch: {sorted(unknown)}")
+            for key in self._schema:
+                if key not in self.tabular.as_primitive_dict:
+                    self.record(key, math.nan)
+        self.logger.log(self.tabular)
+        self.logger.dump_all(step)
+        self.tabular.clear()
+
+    def close(self) -> None:
+        self.logger.remove_all()
+
+
+def episode_metrics(episodes: Iterable[Episode], extra_names: Iterable[str]) -> dict[str, float]:
+    """The original's evaluation statistics of a set of episodes, plus the env's extra metrics
+    (`extra_names`); NaN where there is no episode to average."""
+    eps = list(episodes)
+    extra_names = sorted(extra_names)
+    if not eps:
+        return {name: math.nan for name in (*_EPISODE_METRIC_NAMES, *extra_names)}
+    returns = np.array([e.ret for e in eps])
+    metrics = {
+        "AverageReturn": float(returns.mean()),
+        "StdReturn": float(returns.std()),
+        "MaxReturn": float(returns.max()),
+        "MinReturn": float(returns.min()),
+        "AverageDiscountedReturn": float(np.mean([e.discounted_return for e in eps])),
+        "AverageEpisodeLength": float(np.mean([e.length for e in eps])),
+        "NumEpisodes": float(len(eps)),
+        "TerminationRate": float(np.mean([e.terminated for e in eps])),
+        "SuccessRate": float(np.mean([e.success for e in eps])),
+    }
+    for name in extra_names:
+        values = [e.extras[name] for e in eps if name in e.extras]
+        metrics[name] = float(np.mean(values)) if values else math.nan
+    return metrics
+
+
+_EPISODE_METRIC_NAMES = (
+    "AverageReturn", "StdReturn", "MaxReturn", "MinReturn", "AverageDiscountedReturn",
+    "AverageEpisodeLength", "NumEpisodes", "TerminationRate", "SuccessRate",
+)
+
+
+def mixture_probabilities(counts: np.ndarray) -> np.ndarray:
+    """Row-normalised N x N counts: (i, j) is the share of task i's steps acted by policy j."""
+    totals = counts.sum(axis=1, keepdims=True)
+    probs = np.full(counts.shape, np.nan)
+    np.divide(counts, totals, out=probs, where=totals > 0)
+    return probs
+
+
+def format_matrix(probs: np.ndarray, title: str) -> str:
+    """The mixture matrix as a small text table (rows: task, columns: acting policy)."""
+    n = probs.shape[0]
+    rows = [[f"task {i}"] + [f"{p:.2f}" for p in probs[i]] for i in range(n)]
+    return title + "\n" + tabulate.tabulate(rows, headers=[""] + [f"pi_{j}" for j in range(n)])

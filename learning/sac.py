@@ -1,0 +1,229 @@
+"""Soft Actor-Critic for N tasks, one gradient step for all tasks at once.
+
+The losses of all tasks are computed on a (G, B) batch (see `task_networks`) and reduced as the sum
+over groups of each group's (weighted) mean. With per-task networks that sum gives every task the
+gradient of its own loss; with one shared network it is the mean over the mixed batch, as in the
+original's MTSAC. Order per step, as garage's SAC: critics, actor (with the fresh critics),
+temperature, Polyak update of the target critics.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from torch import nn
+
+from learning.distributions import diagonal_gaussian_kl, gaussian_entropy, tanh_gaussian_sample
+from learning.replay_buffer import TransitionBatch
+from learning.task_networks import TaskPolicy, TwinCritic
+
+#: per-task statistics every update reports (means over the task's samples)
+STAT_NAMES = (
+    "Qf1Loss",
+    "Qf2Loss",
+    "Qf1",
+    "Qf2",
+    "QTarget",
+    "PolicyLoss",
+    "LogPi",
+    "Entropy",
+    "AlphaLoss",
+    "AlphaTemperature",
+)
+
+
+@dataclass(frozen=True)
+class SACConfig:
+    discount: float = 0.99
+    target_update_tau: float = 5e-3
+    reward_scale: float = 1.0
+    lr: float = 3e-4
+    #: None means -|A|
+    target_entropy: float | None = None
+    #: one temperature per task, or one for all
+    per_task_temperature: bool = True
+    #: the DnC family differentiates -log_alpha * (...), the SAC family -alpha * (...)
+    temperature_loss: Literal["log_alpha", "alpha"] = "log_alpha"
+
+
+def reduce_loss(per_sample: torch.Tensor, weights: torch.Tensor | None) -> torch.Tensor:
+    """Sum over groups of each group's weighted mean over its B samples (last axis)."""
+    if weights is None:
+        return per_sample.mean(-1).sum()
+    return ((per_sample * weights).sum(-1) / weights.sum(-1).clamp_min(1.0)).sum()
+
+
+class TaskStatistics:
+    """Running per-task sums of named statistics, averaged at read-out (one epoch's updates)."""
+
+    def __init__(self, names: tuple[str, ...], num_tasks: int) -> None:
+        self.names = names
+        self.num_tasks = num_tasks
+        self.reset()
+
+    def reset(self) -> None:
+        self.sums = torch.zeros(len(self.names), self.num_tasks, dtype=torch.float64)
+        self.counts = torch.zeros(self.num_tasks, dtype=torch.float64)
+
+    @torch.no_grad()
+    def add(
+        self, values: torch.Tensor, task_ids: torch.Tensor, weights: torch.Tensor | None
+    ) -> None:
+        """values (K, G, B) for samples with task_ids (G, B) and optional weights (G, B)."""
+        flat_ids = task_ids.reshape(-1)
+        flat = values.reshape(len(self.names), -1).double()
+        w = torch.ones_like(flat[0]) if weights is None else weights.reshape(-1).double()
+        self.sums.index_add_(1, flat_ids, flat * w)
+        self.counts.index_add_(0, flat_ids, w)
+
+    def means(self) -> dict[str, list[float]]:
+        avg = self.sums / self.counts.clamp_min(1e-12)
+        avg[:, self.counts == 0] = float("nan")
+        return {name: avg[k].tolist() for k, name in enumerate(self.names)}
+
+
+class MultiTaskSAC:
+    """Twin-critic SAC with automatic temperature for N tasks sharing one update step."""
+
+    def __init__(
+        self,
+        policy: TaskPolicy,
+        critic: TwinCritic,
+        num_tasks: int,
+        action_dim: int,
+        config: SACConfig,
+        kl_coeff: torch.Tensor | None = None,
+    ) -> None:
+        self.policy = policy
+        self.critic = critic
+        self.target_critic = copy.deepcopy(critic).requires_grad_(False)
+        self.num_tasks = num_tasks
+        self.config = config
+        self.target_entropy = (
+            -float(action_dim) if config.target_entropy is None else config.target_entropy
+        )
+        temperatures = num_tasks if config.per_task_temperature else 1
+        self.log_alpha = nn.Parameter(torch.zeros(temperatures))
+        self.policy_params = list(policy.parameters())
+        self.policy_optimizer = torch.optim.Adam(self.policy_params, lr=config.lr, foreach=True)
+        self.critic_optimizer = torch.optim.Adam(critic.parameters(), lr=config.lr, foreach=True)
+        self.alpha_optimizer = torch.optim.Adam([self.log_alpha], lr=config.lr)
+        self._critic_params = list(critic.parameters())
+        self._target_params = list(self.target_critic.parameters())
+        #: (N, N) DnC penalty weights; row i weights policy i's KL towards every other policy
+        self.kl_coeff = None if kl_coeff is None else kl_coeff.fill_diagonal_(0.0)
+        self.stats = TaskStatistics(
+            STAT_NAMES + (("PolicyKL", "PolicyKLPenalty") if self.kl_coeff is not None else ()),
+            num_tasks,
+        )
+
+    def temperature_index(self, task_ids: torch.Tensor) -> torch.Tensor:
+        return task_ids if self.config.per_task_temperature else torch.zeros_like(task_ids)
+
+    def alpha(self) -> torch.Tensor:
+        """Current temperature of every task, (N,)."""
+        return self.log_alpha.detach().exp().expand(self.num_tasks)
+
+    def check_finite(self, epoch: int) -> None:
+        """Stop a diverged run with a message that names what broke."""
+        parts = {"policy": self.policy, "critic": self.critic}
+        for name, module in parts.items():
+            for pname, p in module.named_parameters():
+                if not torch.isfinite(p).all():
+                    raise FloatingPointError(
+                        f"{name} parameter {pname} is not finite in epoch {epoch}"
+                    )
+        if not torch.isfinite(self.log_alpha).all():
+            raise FloatingPointError(f"the temperature is not finite in epoch {epoch}")
+
+    def state_dict(self) -> dict[str, object]:
+        return {
+            "policy": self.policy.state_dict(),
+            "critic": self.critic.state_dict(),
+            "target_critic": self.target_critic.state_dict(),
+            "log_alpha": self.log_alpha.detach().clone(),
+            "policy_optimizer": self.policy_optimizer.state_dict(),
+            "critic_optimizer": self.critic_optimizer.state_dict(),
+            "alpha_optimizer": self.alpha_optimizer.state_dict(),
+        }
+
+    def update(self, batch: TransitionBatch, kl_obs: torch.Tensor | None = None) -> None:
+        """One gradient step of critics, actor and temperature on `batch` for every task."""
+        cfg = self.config
+        ids, weights = batch.task_ids, batch.weights
+        alpha_ids = self.temperature_index(ids)
+        alpha = self.log_alpha.detach().exp()[alpha_ids]
+
+        with torch.no_grad():
+            next_mean, next_log_std = self.policy(batch.next_obs, ids)
+            next_action, next_log_pi = tanh_gaussian_sample(next_mean, next_log_std)
+            next_q = self.target_critic(batch.next_obs, next_action, ids).min(0).values
+            soft_next = next_q - alpha * next_log_pi
+            q_target = cfg.reward_scale * batch.rewards + cfg.discount * (
+                1.0 - batch.terminals
+            ) * soft_next
+
+        q = self.critic(batch.obs, batch.actions, ids)
+        q_errors = (q - q_target).square()
+        critic_loss = reduce_loss(q_errors, weights)
+        self.critic_optimizer.zero_grad(set_to_none=True)
+        critic_loss.backward()
+        self.critic_optimizer.step()
+
+        mean, log_std = self.policy(batch.obs, ids)
+        action, log_pi = tanh_gaussian_sample(mean, log_std)
+        q_new = self.critic(batch.obs, action, ids).min(0).values
+        policy_per_sample = alpha * log_pi - q_new
+        policy_loss = reduce_loss(policy_per_sample, weights)
+        kl_stats: list[torch.Tensor] = []
+        if self.kl_coeff is not None and kl_obs is not None:
+            kl, penalty = self._kl_penalty(kl_obs)
+            policy_loss = policy_loss + penalty.sum()
+            kl_stats = [kl.detach(), penalty.detach()]
+        self.policy_optimizer.zero_grad(set_to_none=True)
+        policy_loss.backward(inputs=self.policy_params)
+        self.policy_optimizer.step()
+
+        log_alpha = self.log_alpha[alpha_ids]
+        coef = log_alpha if cfg.temperature_loss == "log_alpha" else log_alpha.exp()
+        alpha_per_sample = -coef * (log_pi.detach() + self.target_entropy)
+        alpha_loss = reduce_loss(alpha_per_sample, weights)
+        self.alpha_optimizer.zero_grad(set_to_none=True)
+        alpha_loss.backward()
+        self.alpha_optimizer.step()
+
+        with torch.no_grad():
+            torch._foreach_lerp_(self._target_params, self._critic_params, cfg.target_update_tau)
+            values = [
+                q_errors[0],
+                q_errors[1],
+                q[0],
+                q[1],
+                q_target,
+                policy_per_sample,
+                log_pi,
+                gaussian_entropy(log_std),
+                alpha_per_sample,
+                alpha,
+            ]
+            values += [per_task[ids] for per_task in kl_stats]  # (N,) -> each sample's task
+            self.stats.add(torch.stack([v.detach() for v in values]), ids, weights)
+
+    def _kl_penalty(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """DnC penalty: for policy i, sum_j beta_ij * mean KL(pi_j || pi_i) of the pre-tanh
+        Gaussians (per action dimension, averaged over dimensions and the batch). pi_j is held
+        fixed: with stacked parameters its gradient would otherwise be stepped too."""
+        n = self.num_tasks
+        ids = torch.arange(n).unsqueeze(1).expand(n, obs.shape[0])
+        mean, log_std = self.policy(obs.unsqueeze(0).expand(n, *obs.shape), ids)
+        kl = diagonal_gaussian_kl(
+            mean.detach().unsqueeze(0), log_std.detach().unsqueeze(0),
+            mean.unsqueeze(1), log_std.unsqueeze(1),
+        ).mean(dim=(-1, -2))  # (N_i, N_j): KL(pi_j || pi_i)
+        assert self.kl_coeff is not None
+        penalty = (self.kl_coeff * kl).sum(1)
+        mean_kl = kl.sum(1) / max(n - 1, 1)
+        return mean_kl, penalty

@@ -1,0 +1,228 @@
+"""Collecting experience: N task environments stepped in lockstep, one batched policy call a step.
+
+`TaskVectorEnv` steps one environment per task and resets an episode when it terminates or reaches
+the horizon (a truncation, never stored as terminal). `EpisodeTracker` turns steps into finished
+episodes with their metrics. `Collector` fills the replay buffer for a round (every task gets the
+same number of steps; an episode may continue into the next round) and `Evaluator` runs
+deterministic episodes on separate evaluation instances.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+from learning.behaviour import Behaviour
+from learning.replay_buffer import MultiTaskReplayBuffer
+
+#: maps raw observations (..., obs_dim) to network inputs
+ObsSplit = Callable[[np.ndarray], np.ndarray]
+
+
+@dataclass
+class StepResult:
+    next_obs: np.ndarray  # (N, d) the observation each action led to (before any reset)
+    rewards: np.ndarray  # (N,)
+    terminated: np.ndarray  # (N,) genuine terminations
+    ended: np.ndarray  # (N,) terminated or reached the horizon
+    infos: list[dict[str, Any]]
+
+
+class TaskVectorEnv:
+    """One env per task, stepped together, with automatic resets."""
+
+    def __init__(self, envs: Sequence[gym.Env], horizon: int, seed: int) -> None:
+        self.envs = list(envs)
+        self.num_envs = len(self.envs)
+        self.horizon = horizon
+        first = [env.reset(seed=seed + k)[0] for k, env in enumerate(self.envs)]
+        self.obs = np.stack(first).astype(np.float32)
+        self.steps_in_episode = np.zeros(self.num_envs, dtype=np.int64)
+
+    def reset_all(self) -> np.ndarray:
+        self.obs = np.stack([env.reset()[0] for env in self.envs]).astype(np.float32)
+        self.steps_in_episode[:] = 0
+        return self.obs
+
+    def step(self, actions: np.ndarray, active: np.ndarray | None = None) -> StepResult:
+        """Step every (active) env; envs that end an episode are reset at once."""
+        n = self.num_envs
+        next_obs = self.obs.copy()
+        rewards = np.zeros(n, dtype=np.float32)
+        terminated = np.zeros(n, dtype=bool)
+        ended = np.zeros(n, dtype=bool)
+        infos: list[dict[str, Any]] = [{}] * n
+        for k, env in enumerate(self.envs):
+            if active is not None and not active[k]:
+                continue
+            obs, reward, term, trunc, info = env.step(actions[k])
+            next_obs[k] = obs
+            rewards[k] = reward
+            terminated[k] = term
+            infos[k] = info
+            self.steps_in_episode[k] += 1
+            if term or trunc or self.steps_in_episode[k] >= self.horizon:
+                ended[k] = True
+                self.obs[k] = env.reset()[0]
+                self.steps_in_episode[k] = 0
+            else:
+                self.obs[k] = obs
+        return StepResult(next_obs, rewards, terminated, ended, infos)
+
+    def close(self) -> None:
+        for env in self.envs:
+            env.close()
+
+
+@dataclass
+class Episode:
+    task: int
+    ret: float
+    discounted_return: float
+    length: int
+    terminated: bool
+    success: bool
+    extras: dict[str, float] = field(default_factory=dict)
+
+
+class EpisodeTracker:
+    """Accumulates per-task running episodes and emits finished ones.
+
+    `info_metrics` maps a step-info key to (metric name, reduction) with reduction "last", "mean"
+    or "max" over the episode's steps.
+    """
+
+    def __init__(
+        self, num_tasks: int, discount: float, info_metrics: dict[str, tuple[str, str]]
+    ) -> None:
+        self.num_tasks = num_tasks
+        self.discount = discount
+        self.info_metrics = info_metrics
+        self.finished: list[Episode] = []
+        self._ret = np.zeros(num_tasks)
+        self._disc_ret = np.zeros(num_tasks)
+        self._len = np.zeros(num_tasks, dtype=np.int64)
+        self._success = np.zeros(num_tasks, dtype=bool)
+        self._extras: list[dict[str, list[float]]] = [{} for _ in range(num_tasks)]
+
+    def record(self, step: StepResult, active: np.ndarray | None = None) -> np.ndarray:
+        """Add one lockstep step; returns the per-task success flags of this step."""
+        rows = range(self.num_tasks) if active is None else np.flatnonzero(active)
+        success = np.zeros(self.num_tasks, dtype=bool)
+        for k in rows:
+            info = step.infos[k]
+            success[k] = bool(info.get("success", False))
+            for key in self.info_metrics:
+                if key in info:
+                    self._extras[k].setdefault(key, []).append(float(info[key]))
+        mask = np.ones(self.num_tasks, bool) if active is None else active
+        self._disc_ret += mask * (self.discount ** self._len) * step.rewards
+        self._ret += mask * step.rewards
+        self._len += mask
+        self._success |= success
+        for k in np.flatnonzero(step.ended):
+            self.finished.append(self._close(int(k), bool(step.terminated[k])))
+        return success
+
+    def _close(self, k: int, terminated: bool) -> Episode:
+        extras = {}
+        for key, values in self._extras[k].items():
+            name, how = self.info_metrics[key]
+            extras[name] = {"last": values[-1], "mean": float(np.mean(values)),
+                            "max": float(np.max(values))}[how]
+        episode = Episode(k, float(self._ret[k]), float(self._disc_ret[k]), int(self._len[k]),
+                          terminated, bool(self._success[k]), extras)
+        self._ret[k] = self._disc_ret[k] = 0.0
+        self._len[k] = 0
+        self._success[k] = False
+        self._extras[k] = {}
+        return episode
+
+    def pop_finished(self) -> list[Episode]:
+        done, self.finished = self.finished, []
+        return done
+
+
+class Collector:
+    """Fills the replay buffer with the behaviour policy, `steps_per_task` lockstep steps a call."""
+
+    def __init__(
+        self,
+        venv: TaskVectorEnv,
+        behaviour: Behaviour,
+        buffer: MultiTaskReplayBuffer,
+        split: ObsSplit,
+        tracker: EpisodeTracker,
+    ) -> None:
+        self.venv = venv
+        self.behaviour = behaviour
+        self.buffer = buffer
+        self.split = split
+        self.tracker = tracker
+        n = venv.num_envs
+        #: mixture_counts[i, j]: steps of task i acted by policy j since the last reset_counts()
+        self.mixture_counts = np.zeros((n, n), dtype=np.int64)
+        self.total_env_steps = 0
+        self._rows = np.arange(n)
+
+    def collect(self, steps_per_task: int) -> None:
+        venv, buffer = self.venv, self.buffer
+        obs_net = self.split(venv.obs)
+        for _ in range(steps_per_task):
+            actions, acting = self.behaviour.act(
+                torch.from_numpy(obs_net), venv.steps_in_episode, False
+            )
+            step = venv.step(actions)
+            next_net = self.split(step.next_obs)
+            buffer.add(obs_net, actions, step.rewards, next_net, step.terminated, acting)
+            self.tracker.record(step)
+            self.mixture_counts[self._rows, acting] += 1
+            obs_net = self.split(venv.obs) if step.ended.any() else next_net
+        self.total_env_steps += steps_per_task * venv.num_envs
+
+    def reset_counts(self) -> np.ndarray:
+        counts, self.mixture_counts = self.mixture_counts, np.zeros_like(self.mixture_counts)
+        return counts
+
+
+class Evaluator:
+    """Deterministic evaluation: `episodes_per_task` episodes of every task, tasks in lockstep."""
+
+    def __init__(
+        self,
+        venv: TaskVectorEnv,
+        split: ObsSplit,
+        episodes_per_task: int,
+        discount: float,
+        info_metrics: dict[str, tuple[str, str]],
+    ) -> None:
+        self.venv = venv
+        self.split = split
+        self.episodes_per_task = episodes_per_task
+        self.discount = discount
+        self.info_metrics = info_metrics
+
+    def run(self, behaviour: Behaviour) -> tuple[list[Episode], np.ndarray]:
+        """Episodes (grouped by task in order) and the mixture counts of the acting policies."""
+        venv = self.venv
+        n = venv.num_envs
+        venv.reset_all()
+        tracker = EpisodeTracker(n, self.discount, self.info_metrics)
+        remaining = np.full(n, self.episodes_per_task)
+        counts = np.zeros((n, n), dtype=np.int64)
+        rows = np.arange(n)
+        while remaining.any():
+            active = remaining > 0
+            obs = torch.from_numpy(self.split(venv.obs))
+            actions, acting = behaviour.act(obs, venv.steps_in_episode, True)
+            step = venv.step(actions, active)
+            tracker.record(step, active)
+            counts[rows[active], acting[active]] += 1
+            remaining -= step.ended
+        episodes = sorted(tracker.pop_finished(), key=lambda e: e.task)
+        return episodes, counts

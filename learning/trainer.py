@@ -1,0 +1,155 @@
+"""The epoch loop: collect, train, evaluate, log, snapshot.
+
+Per epoch, `steps_per_epoch` rounds of (collect one round in lockstep, run the round's gradient
+steps), then an evaluation when `epoch % evaluation_frequency == 0`, one progress row, and a
+snapshot of the networks. The first round(s) fill the buffers to `min_buffer_size` (see Learner).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from learning.behaviour import Behaviour
+from learning.learner import Learner
+from learning.run_logger import RunLogger, episode_metrics, format_matrix, mixture_probabilities
+from learning.sampler import Collector, Episode, Evaluator
+
+
+@dataclass
+class Schedule:
+    n_epochs: int
+    steps_per_epoch: int
+    batch_size: int
+    evaluation_frequency: int
+
+
+def _per_task(episodes: list[Episode], task: int) -> list[Episode]:
+    return [e for e in episodes if e.task == task]
+
+
+class Trainer:
+    """Runs a multi-task experiment and writes its logs and snapshots under the logger's folder.
+
+    `evaluations` maps a metric prefix to the behaviour evaluated under it: "Evaluation" (each
+    task's own policy, the number to compare across methods) and, for QMP, "Evaluation/Mixture".
+    """
+
+    def __init__(
+        self,
+        *,
+        schedule: Schedule,
+        learner: Learner,
+        collector: Collector,
+        evaluator: Evaluator,
+        evaluations: dict[str, Behaviour],
+        logger: RunLogger,
+        extra_metric_names: list[str],
+        log_mixture: bool,
+        snapshot_state: Any = None,
+    ) -> None:
+        self.schedule = schedule
+        self.learner = learner
+        self.collector = collector
+        self.evaluator = evaluator
+        self.evaluations = evaluations
+        self.logger = logger
+        self.extra_metric_names = extra_metric_names
+        self.log_mixture = log_mixture
+        self.snapshot_state = snapshot_state
+        self.num_tasks = learner.num_tasks
+        self.last_metrics: dict[str, float] = {}
+
+    def train(self) -> dict[str, float]:
+        start = time.perf_counter()
+        for epoch in range(self.schedule.n_epochs):
+            epoch_start = time.perf_counter()
+            for _ in range(self.schedule.steps_per_epoch):
+                steps = self.learner.steps_to_collect(self.schedule.batch_size)
+                self.collector.collect(steps)
+                self.learner.train_round(steps)
+            metrics: dict[str, float] = {"Epoch": epoch, "Itr": epoch}
+            metrics["TotalEnvSteps"] = self.collector.total_env_steps
+            metrics.update(self._train_metrics())
+            if epoch % self.schedule.evaluation_frequency == 0:
+                metrics.update(self._evaluate(epoch))
+            metrics["Time"] = time.perf_counter() - start
+            metrics["ItrTime"] = time.perf_counter() - epoch_start
+            self.learner.sac.check_finite(epoch)
+            self.logger.record_many(metrics)
+            self.logger.dump(epoch)
+            self.last_metrics = metrics
+            if self.snapshot_state is not None:
+                self.snapshot_state(epoch)
+        return self.last_metrics
+
+    # ------------------------------------------------------------------ metrics
+    def _train_metrics(self) -> dict[str, float]:
+        n = self.num_tasks
+        sac = self.learner.sac
+        out: dict[str, float] = {}
+        stats = sac.stats.means()
+        sac.stats.reset()
+        episodes = self.collector.tracker.pop_finished()
+        counts = self.collector.reset_counts()
+        probs = mixture_probabilities(counts)
+        shared = self.learner.shared_data.means()["SharedData"]
+        self.learner.shared_data.reset()
+        alpha = sac.alpha().tolist()
+        for i in range(n):
+            prefix = f"Train/LocalPolicy{i}/"
+            for name, values in stats.items():
+                out[prefix + name] = values[i]
+            own = _per_task(episodes, i)
+            out[prefix + "AverageReturn"] = _mean([e.ret for e in own])
+            out[prefix + "SuccessRate"] = _mean([e.success for e in own])
+            out[prefix + "EnvSteps"] = int(counts[i].sum())
+            out[prefix + "ReplayBufferSize"] = len(self.learner.buffer)
+            out[prefix + "CurrentAlpha"] = alpha[i]
+            if self.learner.sampling == "sharing":
+                out[prefix + "SharedData"] = shared[i]
+            if self.log_mixture:
+                out[prefix + "MixtureProbs"] = probs[i, i]
+                for j in range(n):
+                    out[prefix + f"Policy{j}Prob"] = probs[i, j]
+        for name, values in stats.items():
+            out["Train/" + name] = _mean([v for v in values if not math.isnan(v)])
+        out["Train/AverageReturn"] = _mean([e.ret for e in episodes])
+        out["Train/SuccessRate"] = _mean([e.success for e in episodes])
+        out["Train/NumEpisodes"] = len(episodes)
+        out["Train/TotalEnvSteps"] = self.collector.total_env_steps
+        out["Train/GradientSteps"] = self.learner.gradient_steps
+        out["Train/TargetEntropy"] = sac.target_entropy
+        if self.log_mixture:
+            self.logger.text(format_matrix(probs, "Mixture matrix (collection, this epoch):"))
+        return out
+
+    def _evaluate(self, epoch: int) -> dict[str, float]:
+        out: dict[str, float] = {}
+        for prefix, behaviour in self.evaluations.items():
+            episodes, _ = self.evaluator.run(behaviour)
+            for name, value in episode_metrics(episodes, self.extra_metric_names).items():
+                out[f"{prefix}/{name}"] = value
+            for k in range(self.num_tasks):
+                per_task = episode_metrics(_per_task(episodes, k), self.extra_metric_names)
+                for name, value in per_task.items():
+                    out[f"{prefix}/Task{k}/{name}"] = value
+            out[f"{prefix}/Iteration"] = epoch
+        return out
+
+
+def _mean(values: list[Any]) -> float:
+    return float(np.mean(values)) if len(values) else math.nan
+
+
+def save_snapshot(path: str, state: dict[str, Any]) -> None:
+    """Write `state` with torch.save atomically: a crash mid-write leaves the old file intact."""
+    tmp = path + ".tmp"
+    torch.save(state, tmp)
+    os.replace(tmp, path)

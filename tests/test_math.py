@@ -1,0 +1,191 @@
+"""Exact checks of the building blocks: the tanh-Gaussian, the KL, and ensembles that must compute
+what N independently built networks compute (outputs, losses and gradients)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from learning.distributions import (
+    TANH_EPS,
+    diagonal_gaussian_kl,
+    gaussian_entropy,
+    split_mean_log_std,
+    tanh_gaussian_log_prob,
+    tanh_gaussian_sample,
+)
+from learning.networks import EnsembleMLP
+from learning.task_networks import Architecture, TaskPolicy, TwinCritic
+
+
+def test_tanh_gaussian_log_prob_matches_change_of_variables() -> None:
+    torch.manual_seed(0)
+    mean = torch.randn(64, 3, dtype=torch.float64)
+    log_std = torch.randn(64, 3, dtype=torch.float64).clamp(-2, 1)
+    pre_tanh = (mean + log_std.exp() * torch.randn(64, 3, dtype=torch.float64)).clamp(-3, 3)
+    reference = torch.distributions.TransformedDistribution(
+        torch.distributions.Normal(mean, log_std.exp()), [torch.distributions.TanhTransform()]
+    ).log_prob(torch.tanh(pre_tanh)).sum(-1)
+    ours = tanh_gaussian_log_prob(mean, log_std, pre_tanh)
+    # identical up to the 1e-6 inside the log (at most ~3e-4 for |u| <= 3)
+    torch.testing.assert_close(ours, reference, atol=1e-3, rtol=0)
+
+
+def test_tanh_gaussian_log_prob_by_hand() -> None:
+    mean, log_std, u = torch.tensor([[0.3]]), torch.tensor([[-0.5]]), torch.tensor([[0.9]])
+    std = math.exp(-0.5)
+    gauss = -0.5 * ((0.9 - 0.3) / std) ** 2 - math.log(std) - 0.5 * math.log(2 * math.pi)
+    expected = gauss - math.log(1 - math.tanh(0.9) ** 2 + TANH_EPS)
+    assert tanh_gaussian_log_prob(mean, log_std, u).item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_sample_log_prob_is_the_log_prob_of_the_sample() -> None:
+    torch.manual_seed(1)
+    mean, log_std = torch.randn(32, 4), torch.randn(32, 4).clamp(-1, 1)
+    torch.manual_seed(7)
+    action, log_prob = tanh_gaussian_sample(mean, log_std)
+    torch.manual_seed(7)
+    pre_tanh = mean + log_std.exp() * torch.randn_like(mean)
+    torch.testing.assert_close(action, torch.tanh(pre_tanh))
+    torch.testing.assert_close(log_prob, tanh_gaussian_log_prob(mean, log_std, pre_tanh))
+
+
+def test_log_std_is_clamped_and_entropy_is_the_pre_tanh_gaussian() -> None:
+    params = torch.tensor([[0.0, 0.0, -50.0, 9.0]])
+    mean, log_std = split_mean_log_std(params)
+    assert log_std.tolist() == [[-20.0, 2.0]]
+    entropy = torch.distributions.Normal(mean, log_std.exp()).entropy().sum(-1)
+    torch.testing.assert_close(gaussian_entropy(log_std), entropy)
+
+
+def test_diagonal_kl_matches_torch() -> None:
+    torch.manual_seed(2)
+    mp, lp, mq, lq = (torch.randn(10, 3) for _ in range(4))
+    reference = torch.distributions.kl_divergence(
+        torch.distributions.Normal(mp, lp.exp()), torch.distributions.Normal(mq, lq.exp())
+    )
+    torch.testing.assert_close(diagonal_gaussian_kl(mp, lp, mq, lq), reference)
+
+
+def _independent_copies(ensemble: EnsembleMLP) -> list[nn.Sequential]:
+    """N ordinary nn.Linear MLPs holding the ensemble's weights, member by member."""
+    linears = [m for m in ensemble.body if hasattr(m, "weight")]
+    nets = []
+    for k in range(ensemble.members):
+        layers: list[nn.Module] = []
+        for idx, lin in enumerate(linears):
+            layer = nn.Linear(lin.weight.shape[1], lin.weight.shape[2])
+            with torch.no_grad():
+                layer.weight.copy_(lin.weight[k].T)
+                layer.bias.copy_(lin.bias[k, 0])
+            layers.append(layer)
+            if idx < len(linears) - 1:
+                layers.append(nn.ReLU())
+        nets.append(nn.Sequential(*layers))
+    return nets
+
+
+def test_ensemble_equals_independent_networks_outputs_losses_gradients() -> None:
+    torch.manual_seed(3)
+    members, batch = 4, 16
+    ensemble = EnsembleMLP(members, 5, [32, 32], 3)
+    nets = _independent_copies(ensemble)
+    x = torch.randn(members, batch, 5)
+    target = torch.randn(members, batch, 3)
+
+    out = ensemble(x)
+    losses = ((out - target) ** 2).mean(dim=(1, 2))
+    losses.sum().backward()
+    for k, net in enumerate(nets):
+        ref_out = net(x[k])
+        torch.testing.assert_close(out[k], ref_out, atol=1e-6, rtol=1e-5)
+        ref_loss = ((ref_out - target[k]) ** 2).mean()
+        torch.testing.assert_close(losses[k], ref_loss, atol=1e-6, rtol=1e-5)
+        ref_loss.backward()
+        linears = [m for m in ensemble.body if hasattr(m, "weight")]
+        refs = [m for m in net if isinstance(m, nn.Linear)]
+        for lin, ref in zip(linears, refs, strict=True):
+            torch.testing.assert_close(lin.weight.grad[k], ref.weight.grad.T, atol=1e-6, rtol=1e-5)
+            torch.testing.assert_close(lin.bias.grad[k, 0], ref.bias.grad, atol=1e-6, rtol=1e-5)
+
+
+def test_ensemble_adam_step_equals_independent_adam_steps() -> None:
+    torch.manual_seed(4)
+    ensemble = EnsembleMLP(3, 4, [8], 2)
+    nets = _independent_copies(ensemble)
+    x, y = torch.randn(3, 10, 4), torch.randn(3, 10, 2)
+    opt = torch.optim.Adam(ensemble.parameters(), lr=1e-2, foreach=True)
+    ref_opts = [torch.optim.Adam(net.parameters(), lr=1e-2) for net in nets]
+    for _ in range(3):
+        opt.zero_grad()
+        ((ensemble(x) - y) ** 2).mean(dim=(1, 2)).sum().backward()
+        opt.step()
+        for k, (net, ref_opt) in enumerate(zip(nets, ref_opts, strict=True)):
+            ref_opt.zero_grad()
+            ((net(x[k]) - y[k]) ** 2).mean().backward()
+            ref_opt.step()
+    for k, net in enumerate(nets):
+        torch.testing.assert_close(ensemble(x)[k], net(x[k]), atol=1e-5, rtol=1e-4)
+
+
+def test_xavier_init_per_member_and_head_scale() -> None:
+    torch.manual_seed(5)
+    net = EnsembleMLP(2, 100, [200], 8, out_blocks=4)
+    first = net.body[0].weight
+    bound = math.sqrt(6.0 / (100 + 200))
+    assert first.abs().max() <= bound and first.abs().max() > 0.9 * bound
+    head = net.body[-1].weight
+    head_bound = math.sqrt(6.0 / (200 + 2))  # each head initialised as its own 2-wide layer
+    assert head.abs().max() <= head_bound and head.abs().max() > 0.9 * head_bound
+    assert not torch.equal(first[0], first[1])  # members are independent draws
+
+
+def test_separate_policy_member_k_is_task_k() -> None:
+    torch.manual_seed(6)
+    policy = TaskPolicy(Architecture.SEPARATE, 3, 4, 2, [16])
+    obs = torch.randn(3, 5, 4)
+    ids = torch.arange(3).unsqueeze(1).expand(3, 5)
+    mean, log_std = policy(obs, ids)
+    nets = _independent_copies(policy.net)
+    for k in range(3):
+        ref_mean, ref_log_std = nets[k](obs[k]).chunk(2, -1)
+        torch.testing.assert_close(mean[k], ref_mean)
+        torch.testing.assert_close(log_std[k], ref_log_std.clamp(-20, 2))
+
+
+def test_multihead_policy_selects_the_task_head() -> None:
+    torch.manual_seed(7)
+    n, a = 3, 2
+    policy = TaskPolicy(Architecture.MULTIHEAD, n, 4, a, [16])
+    obs = torch.randn(1, 6, 4)
+    ids = torch.tensor([[0, 1, 2, 2, 1, 0]])
+    mean, _ = policy(obs, ids)
+    all_heads = policy.net(obs).view(6, n, 2 * a)
+    for b in range(6):
+        torch.testing.assert_close(mean[0, b], all_heads[b, ids[0, b], :a])
+    cand_mean, _ = policy.candidates(obs[0, :n])
+    for j in range(n):
+        for i in range(n):
+            torch.testing.assert_close(cand_mean[j, i], all_heads[i, j, :a])
+
+
+@pytest.mark.parametrize("arch", [Architecture.SEPARATE, Architecture.MULTIHEAD])
+def test_twin_critic_layout(arch: Architecture) -> None:
+    torch.manual_seed(8)
+    n = 3
+    critic = TwinCritic(arch, n, 4, 2, [16])
+    groups = n if arch is Architecture.SEPARATE else 1
+    obs, act = torch.randn(groups, 5, 4), torch.randn(groups, 5, 2)
+    ids = (torch.arange(n).unsqueeze(1).expand(n, 5) if groups == n
+           else torch.tensor([[0, 1, 2, 1, 0]]))
+    q = critic(obs, act, ids).detach()
+    raw = critic.net(torch.cat([obs, act], -1).repeat(2, 1, 1))  # (2G, B, heads)
+    for twin in range(2):
+        for g in range(groups):
+            for b in range(5):
+                head = ids[g, b] if arch is Architecture.MULTIHEAD else 0
+                expected = raw[twin * groups + g, b, head].item()
+                assert q[twin, g, b].item() == pytest.approx(expected, abs=1e-6)
