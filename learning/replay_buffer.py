@@ -98,7 +98,7 @@ class MultiTaskReplayBuffer:
             rewards=torch.from_numpy(self.rewards[tasks, index]),
             next_obs=torch.from_numpy(self.next_obs[tasks, index]),
             terminals=torch.from_numpy(self.terminals[tasks, index]),
-            task_ids=torch.from_numpy(np.ascontiguousarray(np.broadcast_to(learners, index.shape))),
+            task_ids=torch.from_numpy(np.asarray(learners, dtype=np.int64)).expand(index.shape),
         )
 
     def sample_per_task(self, batch_size: int) -> TransitionBatch:

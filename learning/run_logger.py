@@ -7,6 +7,7 @@ key (e.g. no evaluation that epoch) records NaN, so progress.csv keeps one schem
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import re
@@ -19,6 +20,9 @@ import numpy as np
 import tabulate
 
 from learning.sampler import Episode
+
+# NaN marks "not measured this epoch" (e.g. no evaluation); tensorboardX warns on every one
+logging.getLogger("tensorboardX.x2num").setLevel(logging.ERROR)
 
 #: keys shown on stdout leave out per-task and per-policy entries (they are in progress.csv)
 _PER_TASK = re.compile(r"/(Task\d+|LocalPolicy\d+)/")

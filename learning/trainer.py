@@ -2,7 +2,8 @@
 
 Per epoch, `steps_per_epoch` rounds of (collect one round in lockstep, run the round's gradient
 steps), then an evaluation when `epoch % evaluation_frequency == 0`, one progress row, and a
-snapshot of the networks. The first round(s) fill the buffers to `min_buffer_size` (see Learner).
+snapshot of the networks (the last epoch is always evaluated). The first round(s) fill the
+buffers to `min_buffer_size` (see Learner).
 """
 
 from __future__ import annotations
@@ -77,7 +78,8 @@ class Trainer:
             metrics: dict[str, float] = {"Epoch": epoch, "Itr": epoch}
             metrics["TotalEnvSteps"] = self.collector.total_env_steps
             metrics.update(self._train_metrics())
-            if epoch % self.schedule.evaluation_frequency == 0:
+            last = epoch == self.schedule.n_epochs - 1
+            if epoch % self.schedule.evaluation_frequency == 0 or last:
                 metrics.update(self._evaluate(epoch))
             metrics["Time"] = time.perf_counter() - start
             metrics["ItrTime"] = time.perf_counter() - epoch_start

@@ -1,0 +1,67 @@
+"""PointReachMT4-v0: the built-in laboratory env (layout, rewards, success, seeding)."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+import pytest
+
+import environments
+from environments.point_reach import GOAL_RADIUS, GOALS, PointReachTaskEnv
+
+
+def test_family_interface() -> None:
+    family = environments.make_multitask_env("PointReachMT4-v0", seed=0)
+    assert family.num_tasks == 4 and family.horizon == 50 and family.min_reward == -1.0
+    assert family.obs_dim == 6 and family.action_dim == 2 and family.network_obs_dim() == 2
+    envs = family.make_task_envs(evaluation=False)
+    obs = np.stack([env.reset(seed=1)[0] for env in envs])
+    assert obs.dtype == np.float32
+    np.testing.assert_array_equal(obs[:, 2:], np.eye(4))
+    assert family.task_id(obs).tolist() == [0, 1, 2, 3]
+    np.testing.assert_array_equal(family.split_observation(obs), obs[:, :2])
+    np.testing.assert_array_equal(family.split_observation(obs, include_task_id=True), obs)
+
+
+def test_gymnasium_make_plays_every_task() -> None:
+    env = gym.make("PointReachMT4-v0", seed=0)
+    tasks = []
+    for _ in range(4):
+        obs, _ = env.reset()
+        tasks.append(int(np.argmax(obs[2:])))
+        for _ in range(60):
+            obs, _, terminated, truncated, _ = env.step(env.action_space.sample())
+            if terminated or truncated:
+                break
+        assert truncated  # the registered time limit is the horizon
+    assert tasks == [0, 1, 2, 3]
+    obs, _ = env.reset(options={"task": 2})
+    assert obs[4] == 1.0
+
+
+@pytest.mark.parametrize("task", range(4))
+def test_success_and_reward_on_and_off_the_goal(task: int) -> None:
+    env = PointReachTaskEnv(task, seed=0)
+    env.set_position(GOALS[task])
+    _, reward, terminated, truncated, info = env.step(np.zeros(2))
+    assert info["success"] and not terminated and not truncated
+    assert reward == pytest.approx(0.0)
+    far = GOALS[task] + np.array([0.0, 3 * GOAL_RADIUS])
+    env.set_position(far)
+    _, reward, _, _, info = env.step(np.zeros(2))
+    assert not info["success"]
+    d = 3 * GOAL_RADIUS
+    assert reward == pytest.approx(-1.0 if task == 3 else np.exp(-d) - 1.0)
+
+
+def test_dynamics_clip_actions_and_arena() -> None:
+    env = PointReachTaskEnv(0, seed=0)
+    env.set_position(np.array([1.95, 0.0]))
+    obs, *_ = env.step(np.array([5.0, -0.5]))
+    np.testing.assert_allclose(obs[:2], [2.0, -0.05], atol=1e-6)
+
+
+def test_seeded_resets_are_reproducible() -> None:
+    a, b = PointReachTaskEnv(1), PointReachTaskEnv(1)
+    np.testing.assert_array_equal(a.reset(seed=3)[0], b.reset(seed=3)[0])
+    assert not np.array_equal(a.reset(seed=3)[0], a.reset(seed=4)[0])

@@ -1,0 +1,140 @@
+"""The command line: every method runs end to end and writes well-formed logs; the same seed gives
+the same numbers; bad input gives one line on stderr, exit code 2, and touches nothing."""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import run
+
+ROOT = Path(__file__).resolve().parent.parent
+METHODS = ["sac", "mtsac", "dnc_sac", "qmp_dnc", "qmp_sac", "uds_dnc", "qmp_uds_dnc"]
+N = 4  # PointReachMT4-v0
+
+
+def _read_progress(log_dir: Path) -> list[dict[str, str]]:
+    with open(log_dir / "progress.csv") as f:
+        return list(csv.DictReader(f))
+
+
+def _run(argv: list[str]) -> int:
+    return run.main(argv)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_every_method_runs_and_logs(method: str, tiny_flags: list[str], tmp_path: Path) -> None:
+    log_dir = tmp_path / "run"
+    extra = ["--sharing_quantile", "0.5"] if "uds" in method else []
+    assert _run([method, "--env=PointReachMT4-v0", *tiny_flags, *extra,
+                 "--log_dir", str(log_dir)]) == 0
+    rows = _read_progress(log_dir)
+    assert len(rows) == 2
+    assert [int(float(r["Epoch"])) for r in rows] == [0, 1]
+    steps = [float(r["TotalEnvSteps"]) for r in rows]
+    assert steps[1] - steps[0] == 40  # batch_size env steps per epoch after the warm-up
+    for key in ("Evaluation/SuccessRate", "Evaluation/AverageReturn", "Train/Qf1Loss",
+                "Train/PolicyLoss", "Train/AlphaTemperature",
+                *(f"Evaluation/Task{k}/SuccessRate" for k in range(N)),
+                *(f"Train/LocalPolicy{k}/{s}" for k in range(N)
+                  for s in ("Qf1Loss", "Qf2Loss", "PolicyLoss", "AlphaTemperature", "EnvSteps"))):
+        assert key in rows[0], key
+        assert all(math.isfinite(float(r[key])) for r in rows), key
+    qmp = method.startswith("qmp")
+    assert ("Evaluation/Mixture/SuccessRate" in rows[0]) == qmp
+    assert ("Train/LocalPolicy0/Policy1Prob" in rows[0]) == qmp
+    if qmp:
+        for r in rows:
+            for i in range(N):
+                total = sum(float(r[f"Train/LocalPolicy{i}/Policy{j}Prob"]) for j in range(N))
+                assert total == pytest.approx(1.0)
+                assert float(r[f"Train/LocalPolicy{i}/MixtureProbs"]) == pytest.approx(
+                    float(r[f"Train/LocalPolicy{i}/Policy{i}Prob"]))
+    if "uds" in method:
+        assert 0.0 <= float(rows[1]["Train/LocalPolicy0/SharedData"]) <= 1.0
+    assert (log_dir / "config.yaml").exists() and (log_dir / "snapshot.pt").exists()
+    assert any(name.startswith("events.out.tfevents") for name in os.listdir(log_dir))
+
+
+@pytest.mark.parametrize("method", ["sac", "mtsac"])
+def test_shared_architecture_with_task_id(method: str, tiny_flags: list[str],
+                                          tmp_path: Path) -> None:
+    assert _run([method, *tiny_flags, "--policy_architecture", "shared", "--Q_architecture",
+                 "shared", "--include_task_id", "True", "--log_dir", str(tmp_path / "r")]) == 0
+    assert len(_read_progress(tmp_path / "r")) == 2
+
+
+def test_options_that_change_the_mixture(tiny_flags: list[str], tmp_path: Path) -> None:
+    assert _run(["qmp_dnc", *tiny_flags, "--qswitch_critic", "min", "--policy_sampling_freq",
+                 "5", "--kl_coeff", "0.1", "--layer_norm", "True",
+                 "--log_dir", str(tmp_path / "r")]) == 0
+    row = _read_progress(tmp_path / "r")[-1]
+    assert math.isfinite(float(row["Train/LocalPolicy0/PolicyKLPenalty"]))
+
+
+def _without_time(rows: list[dict[str, str]]) -> list[dict[str, str]]:
+    return [{k: v for k, v in r.items() if k not in ("Time", "ItrTime")} for r in rows]
+
+
+def test_same_seed_same_numbers(tiny_flags: list[str], tmp_path: Path) -> None:
+    for name, seed in (("a", "3"), ("b", "3"), ("c", "4")):
+        assert _run(["qmp_uds_dnc", *tiny_flags, "--seed", seed,
+                     "--log_dir", str(tmp_path / name)]) == 0
+    a, b, c = (_without_time(_read_progress(tmp_path / x)) for x in "abc")
+    assert a == b
+    assert a != c
+
+
+BAD_INPUTS = [
+    (["no_such_method"], "invalid choice"),
+    (["qmp_dnc", "--env", "NoSuchEnv-v0"], "unknown env"),
+    (["qmp_sac", "--policy_architecture", "separate"], "multihead"),
+    (["qmp_sac", "--policy_architecture", "shared", "--Q_architecture", "multihead"],
+     "multihead"),
+    (["dnc_sac", "--n_epochs", "-3"], "--n_epochs must be positive"),
+    (["dnc_sac", "--batch_size", "2"], "smaller than the 4 tasks"),
+    (["mtsac", "--policy_architecture", "shared", "--Q_architecture", "shared"],
+     "--include_task_id"),
+    (["qmp_dnc", "--include_task_id", "True"], "include_task_id"),
+    (["dnc_sac", "--lr", "abc"], "invalid float"),
+    (["uds_dnc", "--kl_coeff", "0.5"], "kl_coeff"),
+    (["dnc_sac", "--sharing_quantile", "1.5"], "sharing_quantile"),
+    (["dnc_sac", "--replay_buffer_size", "10", "--min_buffer_size", "100"],
+     "replay_buffer_size"),
+]
+
+
+@pytest.mark.parametrize(("argv", "message"), BAD_INPUTS)
+def test_bad_input_one_line_exit_2(argv: list[str], message: str, tmp_path: Path,
+                                   capsys: pytest.CaptureFixture[str]) -> None:
+    log_dir = tmp_path / "never"
+    assert _run([*argv, "--log_dir", str(log_dir)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("run.py: error:"), err
+    assert message in err
+    assert not log_dir.exists()
+
+
+def test_bad_input_from_a_real_process_has_no_traceback() -> None:
+    proc = subprocess.run([sys.executable, "run.py", "qmp_sac", "--n_epochs", "-1"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_existing_run_folder_is_never_overwritten(tiny_flags: list[str], tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    log_dir = tmp_path / "mine"
+    log_dir.mkdir()
+    (log_dir / "progress.csv").write_text("precious\n")
+    assert _run(["dnc_sac", *tiny_flags, "--log_dir", str(log_dir)]) == 2
+    assert "not empty" in capsys.readouterr().err
+    assert (log_dir / "progress.csv").read_text() == "precious\n"
+    assert os.listdir(log_dir) == ["progress.csv"]

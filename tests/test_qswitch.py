@@ -1,0 +1,125 @@
+"""The Q-switch, exactly: argmax of task i's Q1 over every policy's mean proposal for observation
+i, the chosen proposal's sampled action executed, ties to the lowest index, optional min(Q1, Q2),
+re-selection every `policy_sampling_freq` steps."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from learning.behaviour import OwnPolicy, QSwitch
+from learning.task_networks import Architecture, TaskPolicy, TwinCritic
+
+N, OBS, ACT = 4, 3, 2
+
+
+def _nets(arch: Architecture, seed: int = 0) -> tuple[TaskPolicy, TwinCritic]:
+    torch.manual_seed(seed)
+    return TaskPolicy(arch, N, OBS, ACT, [16]), TwinCritic(arch, N, OBS, ACT, [16])
+
+
+def _reference_choice(policy: TaskPolicy, critic: TwinCritic, obs: torch.Tensor,
+                      use_min: bool) -> tuple[np.ndarray, torch.Tensor, torch.Tensor]:
+    """Score proposal j for task i one pair at a time, by calling the networks directly."""
+    chosen = np.zeros(N, dtype=np.int64)
+    means = torch.zeros(N, ACT)
+    log_stds = torch.zeros(N, ACT)
+    with torch.no_grad():
+        for i in range(N):
+            best, best_score = -1, -np.inf
+            for j in range(N):
+                if policy.architecture is Architecture.SEPARATE:
+                    mean, log_std = policy(obs[i].view(1, 1, -1).expand(N, 1, OBS),
+                                           torch.zeros(N, 1, dtype=torch.long))
+                    mean, log_std = mean[j, 0], log_std[j, 0]
+                else:
+                    mean, log_std = policy(obs[i].view(1, 1, -1), torch.tensor([[j]]))
+                    mean, log_std = mean[0, 0], log_std[0, 0]
+                a = torch.tanh(mean)
+                if critic.architecture is Architecture.SEPARATE:
+                    q = critic(obs[i].view(1, 1, -1).expand(N, 1, OBS),
+                               a.view(1, 1, -1).expand(N, 1, ACT),
+                               torch.arange(N).view(N, 1))[:, i, 0]
+                else:
+                    q = critic(obs[i].view(1, 1, -1), a.view(1, 1, -1),
+                               torch.tensor([[i]]))[:, 0, 0]
+                score = q.min().item() if use_min else q[0].item()
+                if score > best_score:  # strict: ties keep the lowest index
+                    best, best_score, means[i], log_stds[i] = j, score, mean, log_std
+            chosen[i] = best
+    return chosen, means, log_stds
+
+
+@pytest.mark.parametrize("arch", [Architecture.SEPARATE, Architecture.MULTIHEAD])
+@pytest.mark.parametrize("critic_choice", ["q1", "min"])
+def test_qswitch_picks_argmax_and_executes_the_chosen_mean(arch: Architecture,
+                                                           critic_choice: str) -> None:
+    policy, critic = _nets(arch)
+    switch = QSwitch(policy, critic, critic_choice=critic_choice)  # type: ignore[arg-type]
+    for trial in range(5):
+        obs = torch.randn(N, OBS) * 2
+        expected, means, _ = _reference_choice(policy, critic, obs, critic_choice == "min")
+        actions, acting = switch.act(obs, np.zeros(N, dtype=np.int64), deterministic=True)
+        assert acting.tolist() == expected.tolist(), f"trial {trial}"
+        np.testing.assert_allclose(actions, torch.tanh(means).numpy(), atol=1e-6)
+
+
+def test_qswitch_choices_are_not_trivial() -> None:
+    """Guard for the test above: the random networks must make different tasks choose
+    different policies at least once, or the pairing check would be vacuous."""
+    policy, critic = _nets(Architecture.SEPARATE)
+    seen = set()
+    for _ in range(20):
+        chosen, _, _ = _reference_choice(policy, critic, torch.randn(N, OBS) * 2, False)
+        seen.update(chosen.tolist())
+    assert len(seen) > 1
+
+
+def test_qswitch_executes_the_chosen_policys_sampled_action() -> None:
+    policy, critic = _nets(Architecture.SEPARATE, seed=3)
+    switch = QSwitch(policy, critic)
+    obs = torch.randn(N, OBS)
+    expected, means, log_stds = _reference_choice(policy, critic, obs, False)
+    torch.manual_seed(11)
+    actions, acting = switch.act(obs, np.zeros(N, dtype=np.int64), deterministic=False)
+    torch.manual_seed(11)
+    eps = torch.randn(N, ACT)
+    assert acting.tolist() == expected.tolist()
+    np.testing.assert_allclose(actions, torch.tanh(means + log_stds.exp() * eps).numpy(),
+                               atol=1e-6)
+    assert not np.allclose(actions, torch.tanh(means).numpy(), atol=1e-3)  # really sampled
+
+
+def test_ties_go_to_the_lowest_index() -> None:
+    policy, critic = _nets(Architecture.SEPARATE)
+    with torch.no_grad():
+        for p in critic.parameters():
+            p.zero_()  # every proposal scores 0
+    _, acting = QSwitch(policy, critic).act(torch.randn(N, OBS), np.zeros(N, np.int64), True)
+    assert acting.tolist() == [0] * N
+
+
+def test_reselection_every_k_steps() -> None:
+    policy, critic = _nets(Architecture.SEPARATE, seed=5)
+    switch = QSwitch(policy, critic, sampling_freq=3)
+    obs = torch.randn(N, OBS)
+    _, first = switch.act(obs, np.zeros(N, np.int64), True)
+    assert first[:2].any(), "the holding tasks must start on a non-zero policy to show holding"
+    with torch.no_grad():  # flatten the critic: a re-selecting task now picks policy 0
+        for p in critic.parameters():
+            p.zero_()
+    # steps 1 and 2 are between selections (hold), steps 3 and 6 are selection steps
+    _, second = switch.act(obs, np.array([1, 2, 3, 6]), True)
+    assert second.tolist() == [first[0], first[1], 0, 0]
+
+
+def test_own_policy_acts_with_each_tasks_policy() -> None:
+    policy, _ = _nets(Architecture.MULTIHEAD)
+    obs = torch.randn(N, OBS)
+    actions, acting = OwnPolicy(policy).act(obs, np.zeros(N, np.int64), True)
+    assert acting.tolist() == list(range(N))
+    with torch.no_grad():
+        for i in range(N):
+            mean, _ = policy(obs[i].view(1, 1, -1), torch.tensor([[i]]))
+            np.testing.assert_allclose(actions[i], torch.tanh(mean[0, 0]).numpy(), atol=1e-6)

@@ -1,0 +1,163 @@
+"""SAC update checks: the critic target on a hand-computed batch, the batched N-task update against
+N independent single-task updates, the DnC KL penalty and the gradient-step split."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from learning.learner import split_gradient_steps
+from learning.replay_buffer import TransitionBatch
+from learning.sac import MultiTaskSAC, SACConfig
+from learning.task_networks import Architecture, TaskPolicy, TwinCritic
+
+
+@pytest.fixture
+def no_noise(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make every reparameterised sample the squashed mean (eps = 0) so updates are exact."""
+    monkeypatch.setattr(torch, "randn_like", lambda t: torch.zeros_like(t))
+
+
+def _constant_networks(sac: MultiTaskSAC, policy_out: list[list[float]], q_out: list[float],
+                       target_q_out: list[float]) -> None:
+    """Zero all weights; final biases give each member a constant output."""
+    with torch.no_grad():
+        for module, outs in ((sac.policy.net, policy_out), (sac.critic.net, q_out),
+                             (sac.target_critic.net, target_q_out)):
+            for p in module.parameters():
+                p.zero_()
+            module.body[-1].bias.copy_(torch.tensor(outs, dtype=torch.float32).view(
+                module.members, 1, -1))
+
+
+def test_critic_target_by_hand(no_noise: None) -> None:
+    n, gamma, scale = 2, 0.9, 2.0
+    policy = TaskPolicy(Architecture.SEPARATE, n, 3, 1, [4])
+    critic = TwinCritic(Architecture.SEPARATE, n, 3, 1, [4])
+    sac = MultiTaskSAC(policy, critic, n, 1, SACConfig(discount=gamma, reward_scale=scale))
+    means, log_stds = [0.5, -0.2], [-1.0, 0.0]
+    target_q1, target_q2 = [1.0, -3.0], [0.5, 2.0]
+    q1, q2 = [0.7, 0.1], [0.2, -0.4]
+    _constant_networks(sac, [[means[k], log_stds[k]] for k in range(n)], q1 + q2,
+                       target_q1 + target_q2)
+    rewards = torch.tensor([[1.0, -1.0, 0.5], [0.0, 2.0, -0.5]])
+    terminals = torch.tensor([[0.0, 1.0, 0.0], [1.0, 0.0, 0.0]])
+    batch = TransitionBatch(
+        obs=torch.randn(n, 3, 3), actions=torch.rand(n, 3, 1) * 2 - 1, rewards=rewards,
+        next_obs=torch.randn(n, 3, 3), terminals=terminals,
+        task_ids=torch.arange(n).unsqueeze(1).expand(n, 3),
+    )
+    sac.update(batch)
+    stats = sac.stats.means()
+    for k in range(n):
+        a = math.tanh(means[k])
+        log_pi = -log_stds[k] - 0.5 * math.log(2 * math.pi) - math.log(1 - a * a + 1e-6)
+        soft_next = min(target_q1[k], target_q2[k]) - 1.0 * log_pi  # alpha = 1 at start
+        y = [scale * r + gamma * (1 - d) * soft_next
+             for r, d in zip(rewards[k].tolist(), terminals[k].tolist(), strict=True)]
+        assert stats["QTarget"][k] == pytest.approx(np.mean(y), rel=1e-5)
+        assert stats["Qf1Loss"][k] == pytest.approx(np.mean([(q1[k] - v) ** 2 for v in y]),
+                                                    rel=1e-5)
+        assert stats["Qf2Loss"][k] == pytest.approx(np.mean([(q2[k] - v) ** 2 for v in y]),
+                                                    rel=1e-5)
+        assert stats["LogPi"][k] == pytest.approx(log_pi, rel=1e-5)
+
+
+def _copy_member(src: TaskPolicy | TwinCritic, dst: TaskPolicy | TwinCritic, k: int,
+                 members: int) -> None:
+    """Copy ensemble member(s) of task k (for twin critics: Q1 and Q2 of task k) into dst."""
+    groups = [k] if isinstance(src, TaskPolicy) else [k, members + k]
+    with torch.no_grad():
+        for ps, pd in zip(src.parameters(), dst.parameters(), strict=True):
+            pd.copy_(ps[groups])
+
+
+def test_batched_update_equals_independent_single_task_updates(no_noise: None) -> None:
+    torch.manual_seed(0)
+    n, obs_dim, act_dim, b = 3, 4, 2, 8
+    config = SACConfig(lr=1e-2)
+    policy = TaskPolicy(Architecture.SEPARATE, n, obs_dim, act_dim, [16, 16])
+    critic = TwinCritic(Architecture.SEPARATE, n, obs_dim, act_dim, [16, 16])
+    batched = MultiTaskSAC(policy, critic, n, act_dim, config)
+    singles = []
+    for k in range(n):
+        p1 = TaskPolicy(Architecture.SEPARATE, 1, obs_dim, act_dim, [16, 16])
+        c1 = TwinCritic(Architecture.SEPARATE, 1, obs_dim, act_dim, [16, 16])
+        _copy_member(policy, p1, k, n)
+        _copy_member(critic, c1, k, n)
+        singles.append(MultiTaskSAC(p1, c1, 1, act_dim, config))
+    for _ in range(3):
+        batch = TransitionBatch(
+            obs=torch.randn(n, b, obs_dim), actions=torch.rand(n, b, act_dim) * 2 - 1,
+            rewards=torch.randn(n, b), next_obs=torch.randn(n, b, obs_dim),
+            terminals=(torch.rand(n, b) < 0.2).float(),
+            task_ids=torch.arange(n).unsqueeze(1).expand(n, b),
+        )
+        batched.update(batch)
+        for k, single in enumerate(singles):
+            single.update(TransitionBatch(
+                obs=batch.obs[k:k + 1], actions=batch.actions[k:k + 1],
+                rewards=batch.rewards[k:k + 1], next_obs=batch.next_obs[k:k + 1],
+                terminals=batch.terminals[k:k + 1], task_ids=torch.zeros(1, b, dtype=torch.long),
+            ))
+    for k, single in enumerate(singles):
+        for name, mod in (("policy", "policy"), ("critic", "critic"),
+                          ("target", "target_critic")):
+            whole = getattr(batched, mod)
+            part = getattr(single, mod)
+            rows = [k] if name == "policy" else [k, n + k]
+            for pw, ps in zip(whole.parameters(), part.parameters(), strict=True):
+                torch.testing.assert_close(pw[rows], ps, atol=1e-5, rtol=1e-4)
+        torch.testing.assert_close(batched.log_alpha[k:k + 1], single.log_alpha,
+                                   atol=1e-6, rtol=1e-5)
+
+
+def test_kl_penalty_by_hand(no_noise: None) -> None:
+    n, beta = 2, 0.3
+    policy = TaskPolicy(Architecture.SEPARATE, n, 3, 2, [4])
+    critic = TwinCritic(Architecture.SEPARATE, n, 3, 2, [4])
+    sac = MultiTaskSAC(policy, critic, n, 2, SACConfig(), kl_coeff=torch.full((n, n), beta))
+    params = [[0.1, -0.4, -1.0, 0.2], [0.6, 0.3, 0.0, -0.5]]  # (mean_0, mean_1, ls_0, ls_1)
+    _constant_networks(sac, params, [0.0] * 4, [0.0] * 4)
+    batch = TransitionBatch(
+        obs=torch.randn(n, 4, 3), actions=torch.zeros(n, 4, 2), rewards=torch.zeros(n, 4),
+        next_obs=torch.randn(n, 4, 3), terminals=torch.zeros(n, 4),
+        task_ids=torch.arange(n).unsqueeze(1).expand(n, 4),
+    )
+    sac.update(batch, kl_obs=torch.randn(6, 3))
+    stats = sac.stats.means()
+
+    def kl(p: list[float], q: list[float]) -> float:  # mean over dims of KL(p || q)
+        out = []
+        for d in range(2):
+            mp, sp, mq, sq = p[d], math.exp(p[2 + d]), q[d], math.exp(q[2 + d])
+            out.append(math.log(sq / sp) + (sp**2 + (mp - mq) ** 2) / (2 * sq**2) - 0.5)
+        return float(np.mean(out))
+
+    assert stats["PolicyKLPenalty"][0] == pytest.approx(beta * kl(params[1], params[0]), rel=1e-5)
+    assert stats["PolicyKLPenalty"][1] == pytest.approx(beta * kl(params[0], params[1]), rel=1e-5)
+
+
+def test_multihead_update_keeps_per_task_temperatures() -> None:
+    torch.manual_seed(1)
+    n = 3
+    policy = TaskPolicy(Architecture.MULTIHEAD, n, 4, 2, [8])
+    critic = TwinCritic(Architecture.MULTIHEAD, n, 4, 2, [8])
+    sac = MultiTaskSAC(policy, critic, n, 2, SACConfig(temperature_loss="alpha"))
+    ids = torch.tensor([[0, 0, 1, 1, 0, 1]])  # task 2 absent from the batch
+    batch = TransitionBatch(torch.randn(1, 6, 4), torch.zeros(1, 6, 2), torch.zeros(1, 6),
+                            torch.randn(1, 6, 4), torch.zeros(1, 6), ids)
+    sac.update(batch)
+    assert sac.log_alpha[2].item() == 0.0  # untouched: no sample of task 2
+    assert sac.log_alpha[0].item() != 0.0 and sac.log_alpha[1].item() != 0.0
+    assert math.isnan(sac.stats.means()["Qf1Loss"][2])
+
+
+def test_gradient_step_split() -> None:
+    assert split_gradient_steps(1000, np.full(4, 250)).tolist() == [250, 250, 250, 250]
+    assert split_gradient_steps(1000, np.full(3, 7)).tolist() == [333, 333, 333]
+    assert split_gradient_steps(10, np.array([1, 2, 7])).tolist() == [1, 2, 7]
+    assert split_gradient_steps(3, np.array([1, 1, 100])).tolist() == [1, 1, 2]  # max(1, .)
