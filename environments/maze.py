@@ -12,16 +12,16 @@ qpos start and goal coordinates are used as given. For gymnasium-robotics' centr
 the same layout, `d4rl_to_robotics_xy` gives the (rotation + shift) mapping.
 
 Each task env is a `PointEnv` subclass; its MJCF is generated in memory from the installed
-`point.xml` plus the wall blocks, written to a private temporary directory only for as long as
-MuJoCo needs to read it (gymnasium-robotics' own `PointMazeEnv` would leave one XML file per
-instance in the system temp dir).
+`point.xml` plus the wall blocks and compiled from the string, once per task and process (each env
+gets a copy of the compiled model). No file is written: gymnasium-robotics' own `PointMazeEnv`
+would leave one XML file per instance in the system temp dir.
 """
 
 from __future__ import annotations
 
+import copy
 import functools
 import os
-import tempfile
 import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any, ClassVar
@@ -92,17 +92,26 @@ def d4rl_to_robotics_xy(xy: np.ndarray) -> np.ndarray:
     return np.stack([col + 0.5 - width / 2, height / 2 - row - 0.5], axis=-1)
 
 
+def _point_xml_path() -> Path:
+    """gymnasium-robotics' point-mass model (the agent part of every PointMaze)."""
+    return Path(point_module.__file__).resolve().parent.parent / "assets" / "point" / "point.xml"
+
+
 @functools.cache
-def maze_xml(goal: tuple[float, float] = (0.0, 0.0)) -> str:
+def _compiled_model() -> mujoco.MjModel:
+    """Compiled maze model, cached: compiling takes ~60 ms, copying it ~7 ms."""
+    return mujoco.MjModel.from_xml_string(maze_xml())
+
+
+@functools.cache
+def maze_xml() -> str:
     """MJCF of the large maze: gymnasium-robotics' point.xml plus D4RL-placed wall blocks.
 
-    `goal` (qpos frame) places the red target marker; it only matters for rendering. (MuJoCo does
-    not recompute world-body sites, so the marker is placed here rather than in `model.site_pos`.)
+    The red goal marker is a site on a mocap body `target` (set per task through its `body_pos`):
+    MuJoCo never recomputes sites of the world body, and a massless mocap body leaves the dynamics
+    untouched. It only matters for rendering.
     """
-    point_xml = (
-        Path(point_module.__file__).resolve().parent.parent / "assets" / "point" / "point.xml"
-    )
-    tree = ET.parse(point_xml)
+    tree = ET.parse(_point_xml_path())
     worldbody = tree.find("worldbody")
     assert worldbody is not None
     particle = worldbody.find("body[@name='particle']")
@@ -122,16 +131,8 @@ def maze_xml(goal: tuple[float, float] = (0.0, 0.0)) -> str:
                     conaffinity="1",
                     rgba="0.7 0.5 0.3 1",
                 )
-    gx, gy = (g + _PARTICLE_BODY_POS for g in goal)
-    ET.SubElement(
-        worldbody,
-        "site",
-        name="target",
-        pos=f"{gx} {gy} 0",
-        size="0.2",
-        rgba="1 0 0 0.7",
-        type="sphere",
-    )
+    target = ET.SubElement(worldbody, "body", name="target", mocap="true", pos="0 0 0")
+    ET.SubElement(target, "site", name="target", size="0.2", rgba="1 0 0 0.7", type="sphere")
     return ET.tostring(tree.getroot(), encoding="unicode")
 
 
@@ -174,20 +175,16 @@ class MazeLargeTaskEnv(PointEnv):
             raise ValueError(f"task must be in [0, {NUM_TASKS}), got {task}")
         if render_mode not in (None, "rgb_array"):
             raise ValueError(f"unsupported render_mode {render_mode!r}")
-        # MujocoEnv only loads models from files: write the XML to a private directory and delete
-        # it as soon as the model is compiled (nothing reads the file afterwards).
-        with tempfile.TemporaryDirectory(prefix="qmp_maze_") as tmp:
-            xml_path = os.path.join(tmp, "maze_large.xml")
-            with open(xml_path, "w") as f:
-                f.write(maze_xml(tuple(float(g) for g in TASKS[task][1])))
-            super().__init__(
-                xml_file=xml_path,
-                render_mode=render_mode,
-                width=width,
-                height=height,
-                default_camera_config=_camera_config(),
-            )
         self.task = task
+        # MujocoEnv insists on an existing model file: it gets the stock point.xml, but
+        # `_initialize_simulation` below builds the maze model instead.
+        super().__init__(
+            xml_file=str(_point_xml_path()),
+            render_mode=render_mode,
+            width=width,
+            height=height,
+            default_camera_config=_camera_config(),
+        )
         self.sparse = sparse
         self.start = np.array(TASKS[task][0], dtype=np.float64)
         self.goal = np.array(TASKS[task][1], dtype=np.float64)
@@ -199,6 +196,17 @@ class MazeLargeTaskEnv(PointEnv):
             self._np_random, self._np_random_seed = seeding.np_random(seed)
 
     # ------------------------------------------------------------------ helpers
+    def _initialize_simulation(self) -> tuple[mujoco.MjModel, mujoco.MjData]:
+        """A copy of the compiled maze model (MujocoEnv would load `self.fullpath`)."""
+        model = copy.copy(_compiled_model())
+        # mj_resetData starts the mocap marker at its body_pos: the task's goal in world coordinates
+        model.body_pos[model.body("target").id, :2] = np.asarray(TASKS[self.task][1]) + (
+            _PARTICLE_BODY_POS
+        )
+        model.vis.global_.offwidth = max(model.vis.global_.offwidth, self.width)
+        model.vis.global_.offheight = max(model.vis.global_.offheight, self.height)
+        return model, mujoco.MjData(model)
+
     def _get_obs(self) -> np.ndarray:  # type: ignore[override]
         obs = np.empty(4 + NUM_TASKS, dtype=np.float32)
         obs[:2] = self.data.qpos
