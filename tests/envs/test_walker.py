@@ -10,7 +10,7 @@ import mujoco
 import numpy as np
 import pytest
 
-from environments.walker import HORIZON, TASKS, Walker2dMT4Env, WalkerTaskEnv
+from environments.walker import HORIZON, Walker2dMT4Env, WalkerTaskEnv
 
 FORWARD, BACKWARD, BALANCE, CRAWL = range(4)
 DT = 0.008
@@ -337,12 +337,32 @@ def test_construction_seed_drives_unseeded_reset() -> None:
     assert np.abs(obs1[:8] - train1.model.qpos0[1:]).max() > 1e-3
 
 
-def test_reset_noise_and_random_steps() -> None:
-    for task in range(4):
+def test_reset_random_steps() -> None:
+    for task, random_steps in enumerate((5, 5, 10, 5)):  # balance takes 10 random steps
         env = WalkerTaskEnv(task, seed=0)
         env.reset(seed=5)
         assert env.elapsed_steps == 0
-        assert env.data.time == pytest.approx(TASKS[task].random_steps * DT)
+        assert env.data.time == pytest.approx(random_steps * DT)
+
+
+def test_crawl_contacts_match_the_reported_state() -> None:
+    """The ceiling check reads the contacts of the state after the step, not a stale one."""
+    env = WalkerTaskEnv(CRAWL, seed=0)
+    env.reset(seed=0)
+    rng = np.random.default_rng(0)
+    fresh = mujoco.MjData(env.model)
+    checked = 0
+    for _ in range(30):
+        _, _, terminated, _, _ = env.step(rng.uniform(-1, 1, 6))
+        if terminated:
+            break
+        fresh.qpos[:] = env.data.qpos
+        fresh.qvel[:] = env.data.qvel
+        mujoco.mj_fwdPosition(env.model, fresh)
+        assert env.data.ncon == fresh.ncon
+        np.testing.assert_allclose(env.data.contact.dist, fresh.contact.dist, atol=1e-12)
+        checked += env.data.ncon
+    assert checked > 0  # the feet touched the floor at some point
 
 
 # ------------------------------------------------------------------------------ rendering
