@@ -18,6 +18,15 @@ Episodes terminate when the torso height qpos[1] drops below 0.8 (crawl: 0.3, or
 with the ceiling). Success means surviving `HORIZON` steps: `info["success"]` turns true on the
 1000th step, which is NOT a termination (time-outs are truncations made by the sampler, so the
 last transition is bootstrapped; the original flagged it terminal, spec bug 14).
+
+Differences from the original walker_v1.xml / walker_v2.xml (mujoco-py, MuJoCo 2): the body,
+joints, motors, frictions, integrator and timestep match; the two decorative target boxes of v1
+and v2's unused curbs and short ceilings are left out; the ceiling is fixed in the model instead of
+being moved there at reset; the floor plane is widened to +-100 m for rendering (a plane collides
+everywhere anyway). The original's external pushes had probability 0 and are not implemented.
+After the physics steps, body positions (and the crawl task's contacts) are recomputed for the
+reached state, so rewards and terminations use the state the observation shows (mujoco-py read
+them one physics sub-step stale). `info["x_velocity"]` is the signed dx/dt for every task.
 """
 
 from __future__ import annotations
