@@ -266,14 +266,7 @@ class JacoReachTaskEnv(gym.Env):
         self.data = mujoco.MjData(self.model)
         self._hand_id = self.model.body(HAND_BODY).id
         self._mocap_id = int(self.model.body_mocapid[self.model.body("target").id])
-        self._bad_warnings = self.data.warning.number[
-            int(mujoco.mjtWarning.mjWARN_BADQPOS) : int(mujoco.mjtWarning.mjWARN_BADQACC) + 1
-        ]  # a live view into mjData
-        # cached live views (pybind attribute access costs more than the arithmetic)
-        self._qpos, self._qvel, self._qacc = self.data.qpos, self.data.qvel, self.data.qacc
-        self._ctrl = self.data.ctrl
-        self._hand = self.data.xpos[self._hand_id]
-        self._target = self.data.mocap_pos[self._mocap_id]
+        self._bind_views()
         self._shift = BONUS_SHIFT if task == BONUS_TASK else 0.0
         self._renderer: mujoco.Renderer | None = None
 
@@ -290,6 +283,30 @@ class JacoReachTaskEnv(gym.Env):
         self._stay_count = 0
         if seed is not None:
             self.reset(seed=seed)
+
+    _VIEWS = ("_bad_warnings", "_qpos", "_qvel", "_qacc", "_ctrl", "_hand", "_target")
+
+    def _bind_views(self) -> None:
+        """Cache live views into mjData (pybind attribute access costs more than the arithmetic)."""
+        data = self.data
+        bad = slice(
+            int(mujoco.mjtWarning.mjWARN_BADQPOS), int(mujoco.mjtWarning.mjWARN_BADQACC) + 1
+        )
+        self._bad_warnings = data.warning.number[bad]
+        self._qpos, self._qvel, self._qacc = data.qpos, data.qvel, data.qacc
+        self._ctrl = data.ctrl
+        self._hand = data.xpos[self._hand_id]
+        self._target = data.mocap_pos[self._mocap_id]
+
+    def __getstate__(self) -> dict[str, Any]:
+        # views would be pickled as detached copies, and a GL context cannot be pickled at all
+        state = {k: v for k, v in self.__dict__.items() if k not in self._VIEWS}
+        state["_renderer"] = None
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._bind_views()
 
     # ------------------------------------------------------------------------------ state access
     @property

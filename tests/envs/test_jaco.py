@@ -4,8 +4,10 @@ formula, the stay task in train and evaluation instances, instability handling a
 
 from __future__ import annotations
 
+import copy
 import math
 import os
+import pickle
 
 os.environ.setdefault("MUJOCO_GL", "egl")  # before mujoco is imported: headless rendering
 
@@ -388,3 +390,16 @@ def test_render_rgb_array() -> None:
     assert frame[-40:].mean() > frame[:40].mean() + 30
     env.close()
     assert JacoReachTaskEnv(0, seed=0).render() is None
+
+
+def test_pickle_and_deepcopy_keep_stepping_the_copy() -> None:
+    env = JacoReachTaskEnv(4, seed=0)
+    env.step(np.full(6, 0.3, dtype=np.float32))
+    for copier in (lambda e: pickle.loads(pickle.dumps(e)), copy.deepcopy):
+        clone = copier(env)
+        np.testing.assert_array_equal(clone.goals, env.goals)
+        for _ in range(3):
+            a = clone.step(np.full(6, -0.2, dtype=np.float32))
+            b = env.step(np.full(6, -0.2, dtype=np.float32))
+            np.testing.assert_array_equal(a[0], b[0])
+            assert a[1] == b[1]
