@@ -332,7 +332,7 @@ class JacoReachTaskEnv(gym.Env):
     def set_state(
         self, qpos: np.ndarray, qvel: np.ndarray | None = None, stage: int | None = None
     ) -> np.ndarray:
-        """Set joint positions/velocities (and, for reach tasks, the stage); returns the observation.
+        """Set joint positions/velocities (and optionally the stage); returns the observation.
 
         For tests and demos: lets a solved or failed state be set directly.
         """
@@ -443,6 +443,7 @@ class JacoReachTaskEnv(gym.Env):
             return None
         if self._renderer is None:
             self._renderer = mujoco.Renderer(self.model, *RENDER_SIZE)
+        mujoco.mj_kinematics(self.model, self.data)  # show a target moved during the last step
         self._renderer.update_scene(self.data, camera=CAMERA)
         return self._renderer.render()
 
