@@ -1,0 +1,405 @@
+"""Tests of JacoReachMT5-v1 (the Multistage Reacher): model, observation layout, every task's
+success / stage / termination rule driven by state and by a torque-limited controller, the reward
+formula, the stay task in train and evaluation instances, instability handling and seeding."""
+
+from __future__ import annotations
+
+import copy
+import math
+import os
+import pickle
+
+os.environ.setdefault("MUJOCO_GL", "egl")  # before mujoco is imported: headless rendering
+
+import mujoco
+import numpy as np
+import pytest
+
+from environments.jaco import (
+    GEARS,
+    HOME_QPOS,
+    NUM_TASKS,
+    OBS_DIM,
+    SUBGOALS,
+    TARGET_RADIUS,
+    TASK_SEQUENCES,
+    JacoReachMT5Env,
+    JacoReachTaskEnv,
+    load_jaco_reach_model,
+    reach_action,
+    solve_hand_ik,
+)
+
+REACH_TASKS = [k for k in range(NUM_TASKS) if TASK_SEQUENCES[k] is not None]
+
+
+@pytest.fixture(scope="module")
+def family() -> JacoReachMT5Env:
+    return JacoReachMT5Env(seed=3)
+
+
+@pytest.fixture(scope="module")
+def ik_solutions() -> dict[int, np.ndarray]:
+    """Joint positions putting the hand on each sub-goal (solved from the reset pose)."""
+    model = load_jaco_reach_model()
+    out = {}
+    for k, goal in enumerate(SUBGOALS):
+        q, err = solve_hand_ik(model, goal, HOME_QPOS)
+        assert err < 1e-3, f"sub-goal S{k} unreachable by IK (left {err:.4f} m)"
+        out[k] = q
+    return out
+
+
+def hold_action(env: JacoReachTaskEnv) -> np.ndarray:
+    """Torques cancelling gravity at the current state (keeps a resting arm where it is)."""
+    return np.clip(env.data.qfrc_bias / env.model.actuator_gear[:, 0], -1, 1).astype(np.float32)
+
+
+def control_term(env: JacoReachTaskEnv, action: np.ndarray) -> float:
+    a = np.clip(np.asarray(action, dtype=np.float64), -1, 1)
+    return float(
+        -0.01 * np.sum(a**2)
+        - 0.001 * np.mean(np.abs(env.data.qvel))
+        - 1e-5 * np.mean(np.abs(env.data.qacc))
+    )
+
+
+# ----------------------------------------------------------------------------------- structure
+def test_family_attributes(family: JacoReachMT5Env) -> None:
+    assert family.num_tasks == 5
+    assert family.obs_dim == OBS_DIM == 23
+    assert family.action_dim == 6
+    assert family.onehot_start == 15
+    assert family.onehot_mode == "zero"
+    assert family.network_obs_dim() == 23
+    assert family.horizon == 200
+    assert family.min_reward == -5.0
+    assert family.episode_info_metrics == {
+        "stages_completed": ("StagesCompleted", "last"),
+        "full_success": ("FullSuccessRate", "max"),
+    }
+    assert family.default_hyperparameters == {
+        "n_epochs": 2000,
+        "batch_size": 1000,
+        "steps_per_epoch": 1,
+        "gradient_steps_per_itr": 1000,
+        "buffer_batch_size": 32,
+        "min_buffer_size": 10000,
+        "lr": 3e-4,
+        "hidden_sizes": [256, 256],
+        "num_evaluation_episodes": 50,
+    }
+    with pytest.raises(TypeError):
+        family.make_task_env(0, seed=0, evaluation=False, bogus=1)
+
+
+def test_model() -> None:
+    model = load_jaco_reach_model()
+    assert (model.nq, model.nv, model.nu) == (6, 6, 6)
+    assert model.opt.timestep == 0.01
+    assert model.opt.integrator == mujoco.mjtIntegrator.mjINT_EULER
+    np.testing.assert_allclose(model.actuator_gear[:, 0], GEARS)
+    np.testing.assert_allclose(model.actuator_ctrlrange, [[-1, 1]] * 6)
+    assert model.jnt_limited.all()
+    lo, hi = model.jnt_range.T
+    assert np.all((lo < HOME_QPOS) & (HOME_QPOS < hi)), "reset pose outside the joint limits"
+    geom = model.geom("target")
+    assert geom.size[0] == pytest.approx(TARGET_RADIUS)
+    assert geom.contype[0] == 0 and geom.conaffinity[0] == 0
+    assert model.body_mocapid[model.body("target").id] >= 0
+    # the motors can hold the arm against gravity wherever the sub-goals need it
+    data = mujoco.MjData(model)
+    for goal in SUBGOALS:
+        data.qpos[:] = solve_hand_ik(model, goal, HOME_QPOS)[0]
+        mujoco.mj_forward(model, data)
+        assert np.all(np.abs(data.qfrc_bias) < 0.6 * model.actuator_gear[:, 0])
+
+
+def test_spaces_and_layout(family: JacoReachMT5Env) -> None:
+    for k, env in enumerate(family.get_train_envs()):
+        obs, info = env.reset(seed=k)
+        assert obs.dtype == np.float32 and obs.shape == (23,)
+        assert env.observation_space.contains(obs)
+        assert env.action_space.shape == (6,) and env.action_space.dtype == np.float32
+        assert np.all(env.action_space.low == -1) and np.all(env.action_space.high == 1)
+        np.testing.assert_array_equal(obs[15:20], np.eye(5)[k])
+        np.testing.assert_array_equal(obs[12:15], [1, 0, 0])
+        np.testing.assert_allclose(obs[0:6], env.data.qpos, atol=1e-6)
+        np.testing.assert_allclose(obs[0:6], HOME_QPOS, atol=0.0101)
+        np.testing.assert_allclose(obs[20:23], env.hand_position, atol=1e-6)
+        assert family.task_id(obs) == k
+        assert info["task_id"] == k
+        obs, reward, terminated, truncated, info = env.step(env.action_space.sample())
+        assert obs.dtype == np.float32 and isinstance(reward, float)
+        assert truncated is False and terminated is False
+        for key in (
+            "success",
+            "stages_completed",
+            "full_success",
+            "task_id",
+            "reward_dist",
+            "reward_stage",
+            "reward_ctrl",
+        ):
+            assert key in info
+        assert isinstance(info["stages_completed"], int)
+        env.close()
+
+
+def test_split_observation(family: JacoReachMT5Env) -> None:
+    rng = np.random.default_rng(0)
+    obs = rng.normal(size=(4, 23)).astype(np.float32)
+    before = obs.copy()
+    net = family.split_observation(obs)
+    np.testing.assert_array_equal(obs, before)  # input untouched
+    assert net.shape == obs.shape
+    np.testing.assert_array_equal(net[:, :15], obs[:, :15])
+    assert np.all(net[:, 15:] == 0)  # task one-hot and hand position hidden (spec bug 9 kept)
+    with_id = family.split_observation(obs, include_task_id=True)
+    np.testing.assert_array_equal(with_id[:, :20], obs[:, :20])
+    assert np.all(with_id[:, 20:] == 0)
+    np.testing.assert_array_equal(family.task_id(np.eye(23, dtype=np.float32)[15:20]), range(5))
+
+
+# ----------------------------------------------------------------------------------- reachability
+def test_subgoals_reachable_by_ik(ik_solutions: dict[int, np.ndarray]) -> None:
+    model = load_jaco_reach_model()
+    data = mujoco.MjData(model)
+    for k, q in ik_solutions.items():
+        data.qpos[:] = q
+        mujoco.mj_forward(model, data)
+        assert np.linalg.norm(data.xpos[model.body("hand/hand").id] - SUBGOALS[k]) < 1e-3
+        assert data.ncon == 0, f"the IK pose for S{k} is in collision"
+
+
+@pytest.mark.parametrize("task", REACH_TASKS)
+def test_driven_to_every_subgoal(task: int) -> None:
+    """A torque-limited controller takes the hand through the task's three sub-goals in order:
+    each success advances the stage and moves the target; the third one terminates."""
+    env = JacoReachTaskEnv(task, seed=task)
+    env.reset(seed=task)
+    sequence = SUBGOALS[list(TASK_SEQUENCES[task])]
+    np.testing.assert_allclose(env.target_position, sequence[0])
+    reached = []
+    for t in range(200):
+        goal = env.target_position
+        obs, _, terminated, _, info = env.step(reach_action(env.model, env.data, goal))
+        if info["success"]:
+            assert np.linalg.norm(obs[20:23] - goal) < 0.05
+            reached.append(t)
+            assert info["stages_completed"] == len(reached)
+            stage = min(len(reached), 2)
+            np.testing.assert_array_equal(obs[12:15], np.eye(3)[stage])  # in range (bug 11)
+            if len(reached) < 3:
+                np.testing.assert_allclose(env.target_position, sequence[len(reached)])
+        else:
+            assert info["stages_completed"] == len(reached)
+        assert terminated == (len(reached) == 3)
+        assert info["full_success"] == (len(reached) == 3)
+        if terminated:
+            break
+    assert len(reached) == 3, f"task {task}: only {len(reached)} sub-goals reached"
+    assert reached[-1] < 150  # the motors are strong enough to do it well within the horizon
+
+
+# ----------------------------------------------------------------------------------- state-driven
+@pytest.mark.parametrize("task", REACH_TASKS)
+def test_success_by_state_and_reward(task: int, ik_solutions: dict[int, np.ndarray]) -> None:
+    env = JacoReachTaskEnv(task, seed=0)
+    env.reset(seed=0)
+    seq = TASK_SEQUENCES[task]
+    for stage in range(3):
+        # hand on the current target: success, stage advance, target moves on
+        env.set_state(ik_solutions[seq[stage]], stage=stage)
+        target_before = env.target_position
+        np.testing.assert_allclose(target_before, SUBGOALS[seq[stage]])
+        action = hold_action(env)
+        _, reward, terminated, _, info = env.step(action)
+        dist = float(np.linalg.norm(env.hand_position - target_before))
+        assert info["success"] and dist < 0.05
+        assert info["stages_completed"] == env.stage == stage + 1
+        assert terminated == (stage == 2)
+        if stage < 2:
+            np.testing.assert_allclose(env.target_position, SUBGOALS[seq[stage + 1]])
+        expected_dist = 0.0 if task == 3 else -dist
+        expected_stage = 200.0 if task == 1 else -0.4 * max(3 - (stage + 1), 0)
+        expected = expected_dist + expected_stage + control_term(env, action)
+        expected += -2.0 if task == 1 else 0.0
+        assert reward == pytest.approx(expected, abs=1e-9)
+        assert info["reward_dist"] == pytest.approx(expected_dist, abs=1e-12)
+        assert info["reward_stage"] == pytest.approx(expected_stage)
+
+        # hand elsewhere (on another sub-goal, not the current one): no success, stage kept
+        other = next(k for k in range(4) if k != seq[stage])
+        env.set_state(ik_solutions[other], stage=stage)
+        action = hold_action(env)
+        _, reward, terminated, _, info = env.step(action)
+        dist = float(np.linalg.norm(env.hand_position - SUBGOALS[seq[stage]]))
+        assert not info["success"] and not terminated and not info["full_success"]
+        assert env.stage == stage
+        np.testing.assert_allclose(env.target_position, SUBGOALS[seq[stage]])
+        expected_dist = 0.0 if task == 3 else -dist
+        expected_stage = 0.0 if task == 1 else -0.4 * (3 - stage)
+        expected = expected_dist + expected_stage + control_term(env, action)
+        expected += -2.0 if task == 1 else 0.0
+        assert reward == pytest.approx(expected, abs=1e-9)
+
+
+def test_action_clipping_in_control_term() -> None:
+    env = JacoReachTaskEnv(0, seed=0)
+    env.reset(seed=0)
+    action = np.array([5.0, -3.0, 0.5, 0.0, 0.0, 0.0], dtype=np.float32)
+    _, _, _, _, info = env.step(action)
+    np.testing.assert_allclose(env.data.ctrl, [1.0, -1.0, 0.5, 0, 0, 0])
+    assert info["reward_ctrl"] == pytest.approx(control_term(env, action))
+    assert info["reward_ctrl"] < -0.01 * 2.25 + 1e-12
+
+
+# ----------------------------------------------------------------------------------- stay task
+def test_stay_task_same_in_train_and_eval(family: JacoReachMT5Env) -> None:
+    """Spec bug 10 fixed: both instances keep their own reset hand position as the goal."""
+    train, test = family.get_train_envs()[4], family.get_test_envs()[4]
+    for env in (train, test):
+        assert env.is_stay
+        env.reset(seed=None)
+        np.testing.assert_allclose(env.goals[0], env.hand_position)
+        np.testing.assert_allclose(env.target_position, env.hand_position)
+    test_goal = test.goals[0]
+    assert not np.allclose(train.goals[0], test_goal)  # seeded apart -> different reset poses
+    # the goal is a copy: moving the training arm changes neither env's goal
+    train_goal = train.goals[0]
+    for _ in range(20):
+        train.step(np.ones(6, dtype=np.float32))
+    assert np.linalg.norm(train.hand_position - train_goal) > 0.05
+    np.testing.assert_array_equal(train.goals[0], train_goal)
+    np.testing.assert_array_equal(test.goals[0], test_goal)
+    np.testing.assert_array_equal(test.target_position, test_goal)
+    # both count 90 success steps (not 3 successes) before finishing
+    for env in (train, test):
+        env.reset()
+        for t in range(90):
+            _, reward, terminated, _, info = env.step(
+                reach_action(env.model, env.data, env.goals[0])
+            )
+            assert info["success"], t
+            assert info["stages_completed"] == (t + 1) // 30
+            assert terminated == (t == 89)
+            assert info["full_success"] == (t == 89)
+            assert info["reward_stage"] == 0.0
+            assert reward == pytest.approx(info["reward_dist"] + info["reward_ctrl"])
+        env.close()
+
+
+def test_stay_task_counts_cumulative_successes_by_state() -> None:
+    env = JacoReachTaskEnv(4, seed=5)
+    env.reset(seed=5)
+    q0 = env.data.qpos.copy()
+    goal = env.goals[0]
+    away = q0 + np.array([0.3, 0.0, 0.0, 0.0, 0.0, 0.0])
+    count = 0
+    for t in range(200):
+        at_goal = t % 3 != 2  # two success steps, then one away
+        env.set_state(q0 if at_goal else away)
+        action = hold_action(env)
+        obs, reward, terminated, _, info = env.step(action)
+        dist = float(np.linalg.norm(env.hand_position - goal))
+        assert info["success"] == at_goal == (dist < 0.05)
+        count += at_goal
+        assert info["stages_completed"] == env.stage == count // 30
+        stage_slot = min(count // 30, 2)
+        np.testing.assert_array_equal(obs[12:15], np.eye(3)[stage_slot])
+        assert reward == pytest.approx(-dist + control_term(env, action), abs=1e-9)
+        np.testing.assert_array_equal(env.goals[0], goal)
+        if terminated:
+            break
+    assert count == 90 and info["full_success"]
+    assert t == 133  # the 90th success comes after 44 interleaved failures
+
+
+# ----------------------------------------------------------------------------------- robustness
+def test_instability_penalty_and_previous_observation() -> None:
+    messages: list[str] = []
+    previous_handler = mujoco.get_mju_user_warning()
+    mujoco.set_mju_user_warning(messages.append)  # keep MuJoCo from writing MUJOCO_LOG.TXT
+    try:
+        _check_instability()
+    finally:
+        mujoco.set_mju_user_warning(previous_handler)
+    assert any("unstable" in m for m in messages)
+
+
+def _check_instability() -> None:
+    env = JacoReachTaskEnv(0, seed=0)
+    env.reset(seed=0)
+    prev, *_ = env.step(np.zeros(6, dtype=np.float32))
+    env.data.qvel[1] = np.nan
+    obs, reward, terminated, truncated, info = env.step(np.zeros(6, dtype=np.float32))
+    assert reward == -100.0 and terminated and not truncated
+    assert info["unstable"] and not info["success"]
+    np.testing.assert_array_equal(obs, prev)
+    # a fresh reset clears the instability
+    env.reset(seed=1)
+    _, reward, terminated, _, info = env.step(np.zeros(6, dtype=np.float32))
+    assert not terminated and "unstable" not in info and math.isfinite(reward)
+
+
+def test_seeded_determinism() -> None:
+    def rollout(seed: int, evaluation: bool) -> list[np.ndarray]:
+        fam = JacoReachMT5Env(seed=seed)
+        envs = fam.make_task_envs(evaluation=evaluation)
+        rng = np.random.default_rng(0)
+        out = []
+        for k, env in enumerate(envs):
+            obs, _ = env.reset(seed=seed + k)
+            out.append(obs)
+            for _ in range(25):
+                obs, *_ = env.step(rng.uniform(-1, 1, 6).astype(np.float32))
+                out.append(obs)
+        return out
+
+    a, b = rollout(7, False), rollout(7, False)
+    for x, y in zip(a, b, strict=True):
+        np.testing.assert_array_equal(x, y)
+    c = rollout(8, False)
+    assert not np.array_equal(a[0], c[0])
+    # construction seeds: train and evaluation instances start differently
+    fam = JacoReachMT5Env(seed=7)
+    train, test = fam.get_train_envs()[0], fam.get_test_envs()[0]
+    assert not np.array_equal(train._last_obs, test._last_obs)
+
+
+def test_family_play_api() -> None:
+    fam = JacoReachMT5Env(seed=0)
+    for expected in (0, 1, 2, 3, 4, 0):
+        obs, info = fam.reset(seed=1)
+        assert info["task_id"] == expected == fam.task_id(obs)
+        obs, *_ = fam.step(np.zeros(6, dtype=np.float32))
+    obs, info = fam.reset(options={"task": 4})
+    assert info["task_id"] == 4
+    fam.close()
+
+
+@pytest.mark.slow
+def test_render_rgb_array() -> None:
+    env = JacoReachTaskEnv(0, seed=0, render_mode="rgb_array")
+    env.reset(seed=0)
+    frame = env.render()
+    assert frame.shape == (240, 240, 3) and frame.dtype == np.uint8
+    assert frame.std() > 10
+    # upright: the lit floor fills the bottom of the frame, the dark sky gradient the top
+    assert frame[-40:].mean() > frame[:40].mean() + 30
+    env.close()
+    assert JacoReachTaskEnv(0, seed=0).render() is None
+
+
+def test_pickle_and_deepcopy_keep_stepping_the_copy() -> None:
+    env = JacoReachTaskEnv(4, seed=0)
+    env.step(np.full(6, 0.3, dtype=np.float32))
+    for copier in (lambda e: pickle.loads(pickle.dumps(e)), copy.deepcopy):
+        clone = copier(env)
+        np.testing.assert_array_equal(clone.goals, env.goals)
+        for _ in range(3):
+            a = clone.step(np.full(6, -0.2, dtype=np.float32))
+            b = env.step(np.full(6, -0.2, dtype=np.float32))
+            np.testing.assert_array_equal(a[0], b[0])
+            assert a[1] == b[1]
