@@ -17,6 +17,13 @@ from environments.multitask import MultiTaskEnv
 #: env id -> (entry point, horizon)
 ENV_ENTRY_POINTS: dict[str, tuple[str, int]] = {
     "PointReachMT4-v0": ("environments.point_reach:PointReachMT4Env", 50),
+    "JacoReachMT5-v1": ("environments.jaco:JacoReachMT5Env", 200),
+    "MazeLarge-10-v0": ("environments.maze:MazeLarge10Env", 600),
+    "Walker2dMT4-v0": ("environments.walker:Walker2dMT4Env", 1000),
+    "KitchenMTEasy-v0": ("environments.kitchen:KitchenMTEasyEnv", 140),
+    "MetaWorldCDS-v1": ("environments.metaworld_cds:MetaWorldCDSEnv", 500),
+    "MetaWorldMT10-v2": ("environments.metaworld_mt:MetaWorldMT10Env", 500),
+    "MetaWorldMT50-v2": ("environments.metaworld_mt:MetaWorldMT50Env", 500),
 }
 
 

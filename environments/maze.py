@@ -277,9 +277,11 @@ class MazeLarge10Env(MultiTaskEnv):
     }
     metadata: ClassVar[dict[str, Any]] = {"render_modes": ["rgb_array"]}
 
-    def __init__(self, seed: int | None = None, sparse_tasks: Any = ()) -> None:
+    def __init__(
+        self, seed: int | None = None, render_mode: str | None = None, sparse_tasks: Any = ()
+    ) -> None:
         sparse = _parse_sparse_tasks(sparse_tasks)
-        super().__init__(seed=seed, sparse_tasks=sparse)
+        super().__init__(seed=seed, render_mode=render_mode, sparse_tasks=sparse)
         # UDS relabels other tasks' data with min_reward; with every task sparse that is 0.
         if len(sparse) == NUM_TASKS:
             self.min_reward = 0.0  # type: ignore[misc]

@@ -40,10 +40,14 @@ class MultiTaskEnv(gym.Env):
     #: the paper's per-env hyper-parameters (spec 5.2), applied where the user gives no flag
     default_hyperparameters: ClassVar[dict[str, Any]] = {}
 
-    metadata: ClassVar[dict[str, Any]] = {"render_modes": []}
+    metadata: ClassVar[dict[str, Any]] = {"render_modes": ["rgb_array"]}
 
-    def __init__(self, seed: int | None = None, **task_kwargs: Any) -> None:
+    def __init__(
+        self, seed: int | None = None, render_mode: str | None = None, **task_kwargs: Any
+    ) -> None:
         self._seed = seed
+        #: applies to the env `gymnasium.make(ID, render_mode=...)` plays, not to make_task_envs
+        self.render_mode = render_mode
         self._task_kwargs = task_kwargs
         self._play_env: gym.Env | None = None
         self._play_task = -1
@@ -146,7 +150,11 @@ class MultiTaskEnv(gym.Env):
                 self._play_env.close()
             task_seed = None if self._seed is None else self._seed + task
             self._play_env = self.make_task_env(
-                task, seed=task_seed, evaluation=False, **self._task_kwargs
+                task,
+                seed=task_seed,
+                evaluation=False,
+                render_mode=self.render_mode,
+                **self._task_kwargs,
             )
             self._play_task = task
         sub_seed = None if seed is None else seed + task

@@ -30,14 +30,24 @@ GOAL_RADIUS = 0.15
 STEP_SIZE = 0.1
 ARENA = 2.0
 HORIZON = 50
+RENDER_SIZE = 200
 
 
 class PointReachTaskEnv(gym.Env):
     """One task of PointReachMT4: reach `GOALS[task]` from near the origin."""
 
-    metadata: ClassVar[dict[str, Any]] = {"render_modes": []}
+    metadata: ClassVar[dict[str, Any]] = {"render_modes": ["rgb_array"], "render_fps": 20}
 
-    def __init__(self, task: int, num_tasks: int = len(GOALS), seed: int | None = None) -> None:
+    def __init__(
+        self,
+        task: int,
+        num_tasks: int = len(GOALS),
+        seed: int | None = None,
+        render_mode: str | None = None,
+    ) -> None:
+        if render_mode not in (None, "rgb_array"):
+            raise ValueError(f"render_mode must be None or 'rgb_array', got {render_mode!r}")
+        self.render_mode = render_mode
         self.task = task
         self.goal = GOALS[task]
         self.sparse = SPARSE[task]
@@ -63,6 +73,21 @@ class PointReachTaskEnv(gym.Env):
         """Place the point (for tests and demos); returns the new observation."""
         self._pos = np.clip(np.asarray(pos, dtype=np.float64), -ARENA, ARENA)
         return self._obs()
+
+    def render(self) -> np.ndarray | None:
+        """Top-down RENDER_SIZE^2 frame: goals as disks (this task's green, others grey), the
+        point black. Pure numpy, no display needed."""
+        if self.render_mode != "rgb_array":
+            return None
+        size = RENDER_SIZE
+        coords = (np.arange(size) + 0.5) / size * 2 * ARENA - ARENA
+        x, y = np.meshgrid(coords, coords[::-1])  # row 0 is the top (largest y): upright
+        frame = np.full((size, size, 3), 255, dtype=np.uint8)
+        for k, goal in enumerate(GOALS):
+            disk = np.hypot(x - goal[0], y - goal[1]) < GOAL_RADIUS
+            frame[disk] = (60, 170, 60) if k == self.task else (200, 200, 200)
+        frame[np.hypot(x - self._pos[0], y - self._pos[1]) < 0.06] = (0, 0, 0)
+        return frame
 
     def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
         step = STEP_SIZE * np.clip(action, -1.0, 1.0)
@@ -108,4 +133,4 @@ class PointReachMT4Env(MultiTaskEnv):
     ) -> gym.Env:
         if task_kwargs:
             raise TypeError(f"PointReachMT4 takes no task options, got {sorted(task_kwargs)}")
-        return PointReachTaskEnv(task, num_tasks=len(GOALS), seed=seed)
+        return PointReachTaskEnv(task, num_tasks=len(GOALS), seed=seed, render_mode=render_mode)

@@ -85,7 +85,7 @@ TASKS: tuple[WalkerTask, ...] = (
 
 
 def walker_xml_path() -> str:
-    """Path of gymnasium's walker2d.xml (right foot friction 0.9, left 1.9) in the installed package."""
+    """Path of gymnasium's walker2d.xml (right foot friction 0.9, left 1.9), installed copy."""
     return os.path.join(os.path.dirname(gym.__file__), "envs", "mujoco", "assets", "walker2d.xml")
 
 

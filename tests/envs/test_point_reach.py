@@ -65,3 +65,17 @@ def test_seeded_resets_are_reproducible() -> None:
     a, b = PointReachTaskEnv(1), PointReachTaskEnv(1)
     np.testing.assert_array_equal(a.reset(seed=3)[0], b.reset(seed=3)[0])
     assert not np.array_equal(a.reset(seed=3)[0], a.reset(seed=4)[0])
+
+
+def test_render_is_upright_and_marks_goal_and_point() -> None:
+    env = PointReachTaskEnv(3, render_mode="rgb_array")
+    env.reset(seed=0)
+    env.set_position(np.array([-1.5, 1.5]))  # top-left corner
+    frame = env.render()
+    assert frame is not None and frame.shape == (200, 200, 3) and frame.dtype == np.uint8
+    black = np.argwhere((frame == 0).all(-1))
+    assert black[:, 0].mean() < 40 and black[:, 1].mean() < 40  # point drawn top-left
+    green = np.argwhere((frame == (60, 170, 60)).all(-1))
+    row, col = green.mean(0)
+    assert abs(col - 170) < 3 and abs(row - 100) < 3  # goal (1.4, 0): right, middle height
+    assert PointReachTaskEnv(0).render() is None
