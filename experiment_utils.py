@@ -82,6 +82,7 @@ GLOBAL_DEFAULTS: dict[str, Any] = {
     "qswitch_critic": "q1",
     "replay_buffer_size": None,
     "torch_threads": 1,
+    "sparse_tasks": [],
     "log_dir": None,
 }
 
@@ -116,6 +117,7 @@ class ExperimentConfig:
     qswitch_critic: str
     replay_buffer_size: int
     torch_threads: int | None
+    sparse_tasks: list[int]
     log_dir: str | None
     num_tasks: int = field(default=0)
 
@@ -188,6 +190,8 @@ def build_parser() -> argparse.ArgumentParser:
       help="capacity of each task's buffer (default 1e6; Parameters methods 1e6 in total)")
     a("--torch_threads", type=int,
       help="torch intra-op threads (default 1: fastest for these small networks)")
+    a("--sparse_tasks", type=int, nargs="+",
+      help="task ids that get the sparse reward (envs that offer it: Maze, Kitchen)")
     a("--log_dir", help="run folder (default: a fresh timestamped folder under data/)")
     return p
 
@@ -265,6 +269,12 @@ def validate(c: ExperimentConfig) -> None:
         raise ExperimentError(f"{c.method} shares data between tasks and needs >= 2 tasks")
     if c.torch_threads is not None and c.torch_threads < 1:
         raise ExperimentError("--torch_threads must be positive")
+    if c.sparse_tasks:
+        if "sparse_tasks" not in environments.env_class(c.env).task_options:
+            raise ExperimentError(f"--sparse_tasks is not an option of {c.env}")
+        bad = [k for k in c.sparse_tasks if not 0 <= k < n]
+        if bad:
+            raise ExperimentError(f"--sparse_tasks {bad}: task ids are 0..{n - 1}")
 
 
 def _validate_architectures(c: ExperimentConfig) -> None:
@@ -285,6 +295,11 @@ def _validate_architectures(c: ExperimentConfig) -> None:
     if "shared" in archs and c.num_tasks > 1 and not c.include_task_id:
         raise ExperimentError("the shared architecture needs --include_task_id True "
                               "with more than one task")
+
+
+def env_options(c: ExperimentConfig) -> dict[str, Any]:
+    """Keyword arguments of the env family that come from flags."""
+    return {"sparse_tasks": tuple(c.sparse_tasks)} if c.sparse_tasks else {}
 
 
 def check_memory(c: ExperimentConfig, obs_dim: int, action_dim: int) -> None:

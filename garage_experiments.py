@@ -16,7 +16,7 @@ import torch
 import yaml
 
 import environments
-from experiment_utils import ExperimentConfig, check_memory, set_seed
+from experiment_utils import ExperimentConfig, check_memory, env_options, set_seed
 from learning.behaviour import Behaviour, OwnPolicy, QSwitch
 from learning.learner import Learner
 from learning.replay_buffer import MultiTaskReplayBuffer
@@ -47,7 +47,7 @@ def build_trainer(config: ExperimentConfig, log_dir: str, *, stdout: bool = True
         torch.set_num_threads(config.torch_threads)
     set_seed(config.seed)
     spec = config.spec
-    family = environments.make_multitask_env(config.env, seed=config.seed)
+    family = environments.make_multitask_env(config.env, seed=config.seed, **env_options(config))
     n = family.num_tasks
     obs_dim = family.network_obs_dim(config.include_task_id)
     action_dim = family.action_dim

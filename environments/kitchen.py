@@ -308,6 +308,7 @@ class KitchenMTEasyEnv(MultiTaskEnv):
     min_reward = -DENSE_SCALE
     onehot_mode = "slice"
     episode_info_metrics: ClassVar[dict[str, tuple[str, str]]] = {}
+    task_options: ClassVar[tuple[str, ...]] = ("sparse_tasks",)
     metadata: ClassVar[dict[str, Any]] = {"render_modes": ["rgb_array"]}
 
     default_hyperparameters: ClassVar[dict[str, Any]] = {

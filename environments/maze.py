@@ -264,6 +264,7 @@ class MazeLarge10Env(MultiTaskEnv):
     min_reward = -1.0
     onehot_mode = "slice"
     episode_info_metrics: ClassVar[dict[str, tuple[str, str]]] = {}
+    task_options: ClassVar[tuple[str, ...]] = ("sparse_tasks",)
     default_hyperparameters: ClassVar[dict[str, Any]] = {
         "n_epochs": 2000,
         "batch_size": 6000,

@@ -37,6 +37,8 @@ class MultiTaskEnv(gym.Env):
     #: step-info keys reduced over an episode into evaluation metrics:
     #: key -> (metric name, "last" | "mean" | "max")
     episode_info_metrics: ClassVar[dict[str, tuple[str, str]]] = {}
+    #: family options the command line may pass (e.g. "sparse_tasks"), as keyword arguments
+    task_options: ClassVar[tuple[str, ...]] = ()
     #: the paper's per-env hyper-parameters (spec 5.2), applied where the user gives no flag
     default_hyperparameters: ClassVar[dict[str, Any]] = {}
 

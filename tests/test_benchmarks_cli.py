@@ -1,0 +1,77 @@
+"""The paper's benchmarks through the command line: per-env defaults, env options, memory
+refusal, and one tiny qmp_dnc epoch on every benchmark."""
+
+from __future__ import annotations
+
+import csv
+import math
+from pathlib import Path
+
+import pytest
+
+import environments
+import run
+from experiment_utils import GLOBAL_DEFAULTS, env_options, resolve_config
+
+BENCHMARKS = [e for e in environments.known_env_ids() if e != "PointReachMT4-v0"]
+
+
+def test_env_defaults_apply_unless_a_flag_is_given() -> None:
+    config = resolve_config(["qmp_dnc", "--env=MazeLarge-10-v0"])
+    assert (config.num_tasks, config.batch_size, config.buffer_batch_size) == (10, 6000, 256)
+    assert (config.min_buffer_size, config.n_epochs, config.num_evaluation_episodes) == (
+        3000, 2000, 100)
+    assert config.discount == GLOBAL_DEFAULTS["discount"]  # not set by the env
+    config = resolve_config(["qmp_dnc", "--env=MazeLarge-10-v0", "--batch_size", "60"])
+    assert config.batch_size == 60 and config.buffer_batch_size == 256
+    mt10 = resolve_config(["mtsac", "--env=MetaWorldMT10-v2"])
+    assert (mt10.lr, mt10.buffer_batch_size, mt10.steps_per_epoch) == (1.5e-3, 2560, 10)
+    assert mt10.replay_buffer_size == 100_000  # 1e6 in total for the shared-buffer family
+
+
+def test_sparse_tasks_reach_the_env() -> None:
+    config = resolve_config(["dnc_sac", "--env=MazeLarge-10-v0", "--sparse_tasks", "2", "5"])
+    family = environments.make_multitask_env(config.env, seed=0, **env_options(config))
+    envs = family.make_task_envs(evaluation=False)
+    assert [k for k, env in enumerate(envs) if env.unwrapped.sparse] == [2, 5]
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["dnc_sac", "--env=PointReachMT4-v0", "--sparse_tasks", "1"], "not an option"),
+    (["dnc_sac", "--env=KitchenMTEasy-v0", "--sparse_tasks", "10"], "task ids are 0..9"),
+])
+def test_bad_env_options(argv: list[str], message: str,
+                         capsys: pytest.CaptureFixture[str]) -> None:
+    assert run.main(argv) == 2
+    assert message in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_buffers_that_cannot_fit_are_refused(tmp_path: Path,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    log_dir = tmp_path / "mt50"
+    assert run.main(["qmp_dnc", "--env=MetaWorldMT50-v2", "--log_dir", str(log_dir)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "GiB" in err and "--replay_buffer_size" in err
+    assert not log_dir.exists()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("env_id", BENCHMARKS)
+def test_qmp_dnc_tiny_epoch(env_id: str, tmp_path: Path) -> None:
+    n = len(environments.env_class(env_id).task_names)
+    log_dir = tmp_path / "run"
+    argv = ["qmp_dnc", f"--env={env_id}", "--n_epochs", "1", "--batch_size", str(2 * n),
+            "--min_buffer_size", "4", "--gradient_steps_per_itr", str(n),
+            "--buffer_batch_size", "4", "--hidden_sizes", "8", "8", "--steps_per_epoch", "1",
+            "--num_evaluation_episodes", str(n), "--replay_buffer_size", "100",
+            "--log_dir", str(log_dir)]
+    assert run.main(argv) == 0
+    with open(log_dir / "progress.csv") as f:
+        row = next(csv.DictReader(f))
+    assert float(row["TotalEnvSteps"]) == 4 * n
+    assert float(row["Evaluation/NumEpisodes"]) == n
+    assert 0.0 <= float(row["Evaluation/SuccessRate"]) <= 1.0
+    assert math.isfinite(float(row["Train/Qf1Loss"]))
+    for name in environments.env_class(env_id).episode_info_metrics.values():
+        assert f"Evaluation/{name[0]}" in row
