@@ -21,6 +21,7 @@ from learning.behaviour import Behaviour, OwnPolicy, QSwitch
 from learning.learner import Learner
 from learning.replay_buffer import MultiTaskReplayBuffer
 from learning.run_logger import RunLogger
+from learning.runtime import configure_runtime
 from learning.sac import MultiTaskSAC, SACConfig
 from learning.sampler import Collector, EpisodeTracker, Evaluator, TaskVectorEnv
 from learning.task_networks import Architecture, TaskPolicy, TwinCritic
@@ -43,8 +44,7 @@ def kl_matrix(config: ExperimentConfig) -> torch.Tensor | None:
 
 def build_trainer(config: ExperimentConfig, log_dir: str, *, stdout: bool = True) -> Trainer:
     """Everything one run needs, seeded from config.seed."""
-    if config.torch_threads is not None:
-        torch.set_num_threads(config.torch_threads)
+    configure_runtime(config.torch_threads)
     set_seed(config.seed)
     spec = config.spec
     family = environments.make_multitask_env(config.env, seed=config.seed, **env_options(config))

@@ -87,7 +87,7 @@ class EnsembleMLP(nn.Module):
             layers.append(linear)
             if layer_norm:
                 layers.append(EnsembleLayerNorm(members, size))
-            layers.append(nn.ReLU())
+            layers.append(nn.ReLU(inplace=True))  # saves one activation buffer per layer
             last = size
         head = EnsembleLinear(members, last, out_features)
         xavier_(head.weight, normal=normal_init, blocks=out_blocks)

@@ -108,8 +108,8 @@ class MultiTaskSAC:
         temperatures = num_tasks if config.per_task_temperature else 1
         self.log_alpha = nn.Parameter(torch.zeros(temperatures))
         self.policy_params = list(policy.parameters())
-        self.policy_optimizer = torch.optim.Adam(self.policy_params, lr=config.lr, foreach=True)
-        self.critic_optimizer = torch.optim.Adam(critic.parameters(), lr=config.lr, foreach=True)
+        self.policy_optimizer = torch.optim.Adam(self.policy_params, lr=config.lr, fused=True)
+        self.critic_optimizer = torch.optim.Adam(critic.parameters(), lr=config.lr, fused=True)
         self.alpha_optimizer = torch.optim.Adam([self.log_alpha], lr=config.lr)
         self._critic_params = list(critic.parameters())
         self._target_params = list(self.target_critic.parameters())
