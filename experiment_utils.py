@@ -83,6 +83,7 @@ GLOBAL_DEFAULTS: dict[str, Any] = {
     "replay_buffer_size": None,
     "torch_threads": 1,
     "sparse_tasks": [],
+    "eval_in_background": True,
     "log_dir": None,
 }
 
@@ -118,6 +119,7 @@ class ExperimentConfig:
     replay_buffer_size: int
     torch_threads: int | None
     sparse_tasks: list[int]
+    eval_in_background: bool
     log_dir: str | None
     num_tasks: int = field(default=0)
 
@@ -192,6 +194,9 @@ def build_parser() -> argparse.ArgumentParser:
       help="torch intra-op threads (default 1: fastest for these small networks)")
     a("--sparse_tasks", type=int, nargs="+",
       help="task ids that get the sparse reward (envs that offer it: Maze, Kitchen)")
+    a("--eval_in_background", type=_bool,
+      help="evaluate in a worker process, overlapping the next epoch's training (default True;"
+           " same numbers either way)")
     a("--log_dir", help="run folder (default: a fresh timestamped folder under data/)")
     return p
 

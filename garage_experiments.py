@@ -18,12 +18,19 @@ import yaml
 import environments
 from experiment_utils import ExperimentConfig, check_memory, env_options, set_seed
 from learning.behaviour import Behaviour, OwnPolicy, QSwitch
+from learning.evaluation import (
+    BackgroundEvaluation,
+    Evaluator,
+    InlineEvaluation,
+    evaluation_copies,
+    serve_evaluations,
+)
 from learning.learner import Learner
 from learning.replay_buffer import MultiTaskReplayBuffer
 from learning.run_logger import RunLogger
 from learning.runtime import configure_runtime
 from learning.sac import MultiTaskSAC, SACConfig
-from learning.sampler import Collector, EpisodeTracker, Evaluator, TaskVectorEnv
+from learning.sampler import Collector, EpisodeTracker, TaskVectorEnv
 from learning.task_networks import Architecture, TaskPolicy, TwinCritic
 from learning.trainer import Schedule, Trainer, save_snapshot
 
@@ -42,6 +49,57 @@ def kl_matrix(config: ExperimentConfig) -> torch.Tensor | None:
     return torch.tensor(values, dtype=torch.float32).view(n, n)
 
 
+def build_networks(config: ExperimentConfig, family: environments.MultiTaskEnv
+                   ) -> tuple[TaskPolicy, TwinCritic]:
+    n, action_dim = family.num_tasks, family.action_dim
+    obs_dim = family.network_obs_dim(config.include_task_id)
+    policy = TaskPolicy(Architecture(config.policy_architecture), n, obs_dim, action_dim,
+                        config.hidden_sizes)
+    critic = TwinCritic(Architecture(config.Q_architecture), n, obs_dim, action_dim,
+                        config.hidden_sizes, layer_norm=config.layer_norm)
+    return policy, critic
+
+
+def make_behaviour(config: ExperimentConfig, policy: TaskPolicy, critic: TwinCritic
+                   ) -> Behaviour:
+    """The data-collecting behaviour of the method: own policies, or the Q-switch."""
+    if not config.spec.qmp:
+        return OwnPolicy(policy)
+    return QSwitch(policy, critic, critic_choice=config.qswitch_critic,  # type: ignore[arg-type]
+                   sampling_freq=config.policy_sampling_freq)
+
+
+def build_inline_evaluation(config: ExperimentConfig, family: environments.MultiTaskEnv,
+                            policy: TaskPolicy, critic: TwinCritic) -> InlineEvaluation:
+    """Evaluation envs (copies of the task set, see learning.evaluation) and behaviours."""
+    n = family.num_tasks
+    per_task = config.num_evaluation_episodes // n
+    copies = evaluation_copies(per_task, n, family.eval_copies_limit)
+    envs = []
+    for c in range(copies):  # copy 0 keeps the family's own evaluation seeds
+        seed = None if c == 0 else config.seed + 100_000 * c
+        envs += family.make_task_envs(evaluation=True, seed=seed)
+    split = functools.partial(family.split_observation, include_task_id=config.include_task_id)
+    evaluator = Evaluator(envs, n, family.horizon, split, per_task, config.discount,
+                          family.episode_info_metrics, config.seed + EVAL_SEED_OFFSET)
+    behaviours: dict[str, Behaviour] = {"Evaluation": OwnPolicy(policy)}
+    if config.spec.qmp:
+        behaviours["Evaluation/Mixture"] = make_behaviour(config, policy, critic)
+    extra = [name for name, _ in family.episode_info_metrics.values()]
+    return InlineEvaluation(evaluator, behaviours, extra)
+
+
+def _evaluation_worker(conn: Any, config_dict: dict[str, Any]) -> None:
+    """Entry point of the background evaluation process (see learning.evaluation)."""
+    config = ExperimentConfig(**config_dict)
+    configure_runtime(config.torch_threads)
+    torch.manual_seed(config.seed)
+    family = environments.make_multitask_env(config.env, seed=config.seed, **env_options(config))
+    policy, critic = build_networks(config, family)
+    evaluation = build_inline_evaluation(config, family, policy, critic)
+    serve_evaluations(conn, evaluation, {"policy": policy, "critic": critic})
+
+
 def build_trainer(config: ExperimentConfig, log_dir: str, *, stdout: bool = True) -> Trainer:
     """Everything one run needs, seeded from config.seed."""
     configure_runtime(config.torch_threads)
@@ -54,10 +112,7 @@ def build_trainer(config: ExperimentConfig, log_dir: str, *, stdout: bool = True
     check_memory(config, obs_dim, action_dim)
     split = functools.partial(family.split_observation, include_task_id=config.include_task_id)
 
-    policy = TaskPolicy(Architecture(config.policy_architecture), n, obs_dim, action_dim,
-                        config.hidden_sizes)
-    critic = TwinCritic(Architecture(config.Q_architecture), n, obs_dim, action_dim,
-                        config.hidden_sizes, layer_norm=config.layer_norm)
+    policy, critic = build_networks(config, family)
     sac = MultiTaskSAC(
         policy,
         critic,
@@ -85,32 +140,19 @@ def build_trainer(config: ExperimentConfig, log_dir: str, *, stdout: bool = True
         min_reward=family.min_reward,
         sharing_quantile=config.sharing_quantile,
     )
-
-    def make_behaviour() -> Behaviour:
-        if not spec.qmp:
-            return OwnPolicy(policy)
-        return QSwitch(policy, critic, critic_choice=config.qswitch_critic,  # type: ignore[arg-type]
-                       sampling_freq=config.policy_sampling_freq)
-
-    info_metrics = family.episode_info_metrics
     collector = Collector(
         TaskVectorEnv(family.make_task_envs(evaluation=False), family.horizon, config.seed),
-        make_behaviour(),
+        make_behaviour(config, policy, critic),
         buffer,
         split,
-        EpisodeTracker(n, config.discount, info_metrics),
+        EpisodeTracker(n, config.discount, family.episode_info_metrics),
     )
-    evaluator = Evaluator(
-        TaskVectorEnv(family.make_task_envs(evaluation=True), family.horizon,
-                      config.seed + EVAL_SEED_OFFSET),
-        split,
-        config.num_evaluation_episodes // n,
-        config.discount,
-        info_metrics,
-    )
-    evaluations: dict[str, Behaviour] = {"Evaluation": OwnPolicy(policy)}
-    if spec.qmp:
-        evaluations["Evaluation/Mixture"] = make_behaviour()
+    evaluation: InlineEvaluation | BackgroundEvaluation
+    if config.eval_in_background:
+        evaluation = BackgroundEvaluation({"policy": policy, "critic": critic},
+                                          _evaluation_worker, (config.to_dict(),))
+    else:
+        evaluation = build_inline_evaluation(config, family, policy, critic)
 
     logger = RunLogger(log_dir, stdout=stdout)
     with open(os.path.join(log_dir, "config.yaml"), "w") as f:
@@ -126,10 +168,8 @@ def build_trainer(config: ExperimentConfig, log_dir: str, *, stdout: bool = True
                           config.evaluation_frequency),
         learner=learner,
         collector=collector,
-        evaluator=evaluator,
-        evaluations=evaluations,
+        evaluation=evaluation,
         logger=logger,
-        extra_metric_names=[name for name, _ in info_metrics.values()],
         log_mixture=spec.qmp,
         snapshot_state=snapshot,
     )
@@ -147,7 +187,7 @@ def run_experiment(config: ExperimentConfig, log_dir: str, *, stdout: bool = Tru
     finally:
         trainer.logger.close()
         trainer.collector.venv.close()
-        trainer.evaluator.venv.close()
+        trainer.evaluation.close()
 
 
 def final_summary(metrics: dict[str, Any], num_tasks: int, qmp: bool) -> str:

@@ -303,6 +303,8 @@ class KitchenMTEasyEnv(MultiTaskEnv):
     `noise_ratio` (observation noise as a fraction of the configured amplitudes, default 0.1).
     """
 
+    eval_copies_limit: ClassVar[int] = 1  # slow to build; the policy call is not the cost
+
     task_names = tuple(t.name for t in TASKS)
     horizon = HORIZON
     min_reward = -DENSE_SCALE

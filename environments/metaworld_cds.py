@@ -270,6 +270,8 @@ class CDSTaskEnv(CyclingSawyerTaskEnv):
 class MetaWorldCDSEnv(MultiTaskEnv):
     """The four CDS door/drawer tasks as one family."""
 
+    eval_copies_limit: ClassVar[int] = 1  # slow to build; the policy call is not the cost
+
     task_names = ("door-open", "door-close", "drawer-open", "drawer-close")
     horizon = HORIZON
     min_reward = 0.0

@@ -310,6 +310,8 @@ class MetaWorldTaskEnv(CyclingSawyerTaskEnv):
 class _MetaWorldMTEnv(MultiTaskEnv):
     """A Meta-World MT benchmark as a task family (one task env per task type)."""
 
+    eval_copies_limit: ClassVar[int] = 1  # slow to build; the policy call is not the cost
+
     benchmark: ClassVar[str] = ""
     env_names: ClassVar[tuple[str, ...]] = ()
 

@@ -37,6 +37,9 @@ class MultiTaskEnv(gym.Env):
     #: step-info keys reduced over an episode into evaluation metrics:
     #: key -> (metric name, "last" | "mean" | "max")
     episode_info_metrics: ClassVar[dict[str, tuple[str, str]]] = {}
+    #: evaluation episodes of a task that may run side by side (each needs its own env instance;
+    #: families that are slow to build or heavy in memory keep this at 1)
+    eval_copies_limit: ClassVar[int] = 16
     #: family options the command line may pass (e.g. "sparse_tasks"), as keyword arguments
     task_options: ClassVar[tuple[str, ...]] = ()
     #: the paper's per-env hyper-parameters (spec 5.2), applied where the user gives no flag

@@ -22,7 +22,8 @@ class Behaviour(Protocol):
     def act(
         self, obs: torch.Tensor, steps_in_episode: np.ndarray, deterministic: bool
     ) -> tuple[np.ndarray, np.ndarray]:
-        """obs (N, d) network inputs -> actions (N, A) float32 and acting policy ids (N,)."""
+        """R copies of the task set: obs (R, N, d) network inputs, steps (R, N) -> actions
+        (R, N, A) float32 and acting policy ids (R, N)."""
         ...
 
 
@@ -39,7 +40,7 @@ class OwnPolicy:
     ) -> tuple[np.ndarray, np.ndarray]:
         mean, log_std = self.policy.own(obs)
         action = torch.tanh(mean) if deterministic else tanh_gaussian_sample(mean, log_std)[0]
-        return action.numpy(), self._ids
+        return action.numpy(), np.broadcast_to(self._ids, steps_in_episode.shape)
 
 
 class QSwitch:
@@ -64,29 +65,29 @@ class QSwitch:
         self.critic = critic
         self.critic_choice = critic_choice
         self.sampling_freq = sampling_freq
-        n = policy.num_tasks
-        self._tasks = torch.arange(n)
-        self._current = torch.arange(n)
+        self._current = torch.zeros(0, dtype=torch.long)
 
     def scores(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Q_i of every proposal j at observation i: (N_i, N_j), with the proposals' pre-tanh
-        means and log-stds (N_j, N_i, A)."""
+        """Q_i of every proposal j at observation (r, i): (R, N_i, N_j), with the proposals'
+        pre-tanh means and log-stds (N_j, R, N_i, A)."""
         mean, log_std = self.policy.candidates(obs)
-        q = self.critic.score_candidates(obs, torch.tanh(mean))
-        score = q[0] if self.critic_choice == "q1" else q.min(0).values
-        return score, mean, log_std
+        twins = 1 if self.critic_choice == "q1" else 2
+        q = self.critic.score_candidates(obs, torch.tanh(mean), twins)
+        return q.min(0).values, mean, log_std
 
     @torch.inference_mode()
     def act(
         self, obs: torch.Tensor, steps_in_episode: np.ndarray, deterministic: bool = False
     ) -> tuple[np.ndarray, np.ndarray]:
         score, mean, log_std = self.scores(obs)
-        best = score.argmax(dim=1)  # ties -> lowest index
-        if self.sampling_freq > 1:
+        best = score.argmax(dim=-1)  # (R, N_i); ties -> lowest index
+        if self.sampling_freq > 1 and self._current.shape == best.shape:
             reselect = torch.from_numpy(steps_in_episode % self.sampling_freq == 0)
             best = torch.where(reselect, best, self._current)
         self._current = best
-        chosen_mean, chosen_log_std = mean[best, self._tasks], log_std[best, self._tasks]
+        index = best.unsqueeze(0).unsqueeze(-1).expand(1, *best.shape, mean.shape[-1])
+        chosen_mean = mean.gather(0, index).squeeze(0)
+        chosen_log_std = log_std.gather(0, index).squeeze(0)
         if deterministic:
             action = torch.tanh(chosen_mean)
         else:

@@ -15,17 +15,19 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+ALL_MEMBERS = slice(None)
+
 
 class EnsembleLinear(nn.Module):
-    """M independent affine maps: (M, B, in) -> (M, B, out)."""
+    """M independent affine maps: (M, B, in) -> (M, B, out); `members` picks a subset."""
 
     def __init__(self, members: int, in_features: int, out_features: int) -> None:
         super().__init__()
         self.weight = nn.Parameter(torch.empty(members, in_features, out_features))
         self.bias = nn.Parameter(torch.zeros(members, 1, out_features))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.baddbmm(self.bias, x, self.weight)
+    def forward(self, x: torch.Tensor, members: slice = ALL_MEMBERS) -> torch.Tensor:
+        return torch.baddbmm(self.bias[members], x, self.weight[members])
 
 
 class EnsembleLayerNorm(nn.Module):
@@ -37,9 +39,9 @@ class EnsembleLayerNorm(nn.Module):
         self.bias = nn.Parameter(torch.zeros(members, 1, features))
         self.eps = eps
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, members: slice = ALL_MEMBERS) -> torch.Tensor:
         x = nn.functional.layer_norm(x, x.shape[-1:], eps=self.eps)
-        return x * self.weight + self.bias
+        return x * self.weight[members] + self.bias[members]
 
 
 def xavier_(weight: torch.Tensor, *, normal: bool, blocks: int = 1) -> None:
@@ -61,6 +63,7 @@ class EnsembleMLP(nn.Module):
     """M ReLU MLPs of the same shape evaluated together.
 
     Input (M, B, in) (a broadcast (1, B, in) view is expanded), output (M, B, out).
+    `members` evaluates a contiguous subset only (e.g. the Q1 half of twin critics).
     `out_blocks` splits the last layer into equally sized heads for initialisation only.
     """
 
@@ -94,7 +97,13 @@ class EnsembleMLP(nn.Module):
         layers.append(head)
         self.body = nn.Sequential(*layers)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.shape[0] != self.members:
-            x = x.expand(self.members, *x.shape[1:])
-        return self.body(x)
+    def forward(self, x: torch.Tensor, members: slice = ALL_MEMBERS) -> torch.Tensor:
+        count = len(range(*members.indices(self.members)))
+        if x.shape[0] != count:
+            x = x.expand(count, *x.shape[1:])
+        for layer in self.body:
+            if isinstance(layer, (EnsembleLinear, EnsembleLayerNorm)):
+                x = layer(x, members)
+            else:
+                x = layer(x)
+        return x

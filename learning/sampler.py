@@ -3,8 +3,8 @@
 `TaskVectorEnv` steps one environment per task and resets an episode when it terminates or reaches
 the horizon (a truncation, never stored as terminal). `EpisodeTracker` turns steps into finished
 episodes with their metrics. `Collector` fills the replay buffer for a round (every task gets the
-same number of steps; an episode may continue into the next round) and `Evaluator` runs
-deterministic episodes on separate evaluation instances.
+same number of steps; an episode may continue into the next round). Evaluation lives in
+`learning.evaluation`.
 """
 
 from __future__ import annotations
@@ -44,8 +44,11 @@ class TaskVectorEnv:
         self.obs = np.stack(first).astype(np.float32)
         self.steps_in_episode = np.zeros(self.num_envs, dtype=np.int64)
 
-    def reset_all(self) -> np.ndarray:
-        self.obs = np.stack([env.reset()[0] for env in self.envs]).astype(np.float32)
+    def reset_all(self, seeds: Sequence[int] | None = None) -> np.ndarray:
+        """Start a new episode everywhere (reseeding each env when `seeds` is given)."""
+        firsts = [env.reset(seed=None if seeds is None else int(seeds[k]))[0]
+                  for k, env in enumerate(self.envs)]
+        self.obs = np.stack(firsts).astype(np.float32)
         self.steps_in_episode[:] = 0
         return self.obs
 
@@ -91,36 +94,41 @@ class Episode:
 
 
 class EpisodeTracker:
-    """Accumulates per-task running episodes and emits finished ones.
+    """Accumulates the running episode of every env row and emits finished ones.
 
     `info_metrics` maps a step-info key to (metric name, reduction) with reduction "last", "mean"
-    or "max" over the episode's steps.
+    or "max" over the episode's steps. `tasks` gives each row's task (default: row i is task i).
     """
 
     def __init__(
-        self, num_tasks: int, discount: float, info_metrics: dict[str, tuple[str, str]]
+        self,
+        num_rows: int,
+        discount: float,
+        info_metrics: dict[str, tuple[str, str]],
+        tasks: np.ndarray | None = None,
     ) -> None:
-        self.num_tasks = num_tasks
+        self.num_rows = num_rows
+        self.tasks = np.arange(num_rows) if tasks is None else tasks
         self.discount = discount
         self.info_metrics = info_metrics
         self.finished: list[Episode] = []
-        self._ret = np.zeros(num_tasks)
-        self._disc_ret = np.zeros(num_tasks)
-        self._len = np.zeros(num_tasks, dtype=np.int64)
-        self._success = np.zeros(num_tasks, dtype=bool)
-        self._extras: list[dict[str, list[float]]] = [{} for _ in range(num_tasks)]
+        self._ret = np.zeros(num_rows)
+        self._disc_ret = np.zeros(num_rows)
+        self._len = np.zeros(num_rows, dtype=np.int64)
+        self._success = np.zeros(num_rows, dtype=bool)
+        self._extras: list[dict[str, list[float]]] = [{} for _ in range(num_rows)]
 
     def record(self, step: StepResult, active: np.ndarray | None = None) -> np.ndarray:
         """Add one lockstep step; returns the per-task success flags of this step."""
-        rows = range(self.num_tasks) if active is None else np.flatnonzero(active)
-        success = np.zeros(self.num_tasks, dtype=bool)
+        rows = range(self.num_rows) if active is None else np.flatnonzero(active)
+        success = np.zeros(self.num_rows, dtype=bool)
         for k in rows:
             info = step.infos[k]
             success[k] = bool(info.get("success", False))
             for key in self.info_metrics:
                 if key in info:
                     self._extras[k].setdefault(key, []).append(float(info[key]))
-        mask = np.ones(self.num_tasks, bool) if active is None else active
+        mask = np.ones(self.num_rows, bool) if active is None else active
         self._disc_ret += mask * (self.discount ** self._len) * step.rewards
         self._ret += mask * step.rewards
         self._len += mask
@@ -135,8 +143,8 @@ class EpisodeTracker:
             name, how = self.info_metrics[key]
             extras[name] = {"last": values[-1], "mean": float(np.mean(values)),
                             "max": float(np.max(values))}[how]
-        episode = Episode(k, float(self._ret[k]), float(self._disc_ret[k]), int(self._len[k]),
-                          terminated, bool(self._success[k]), extras)
+        episode = Episode(int(self.tasks[k]), float(self._ret[k]), float(self._disc_ret[k]),
+                          int(self._len[k]), terminated, bool(self._success[k]), extras)
         self._ret[k] = self._disc_ret[k] = 0.0
         self._len[k] = 0
         self._success[k] = False
@@ -173,10 +181,10 @@ class Collector:
     def collect(self, steps_per_task: int) -> None:
         venv, buffer = self.venv, self.buffer
         obs_net = self.split(venv.obs)
+        steps = venv.steps_in_episode[None]  # one copy of the task set: (1, N) view
         for _ in range(steps_per_task):
-            actions, acting = self.behaviour.act(
-                torch.from_numpy(obs_net), venv.steps_in_episode, False
-            )
+            actions, acting = self.behaviour.act(torch.from_numpy(obs_net)[None], steps, False)
+            actions, acting = actions[0], acting[0]
             step = venv.step(actions)
             next_net = self.split(step.next_obs)
             buffer.add(obs_net, actions, step.rewards, next_net, step.terminated, acting)
@@ -188,41 +196,3 @@ class Collector:
     def reset_counts(self) -> np.ndarray:
         counts, self.mixture_counts = self.mixture_counts, np.zeros_like(self.mixture_counts)
         return counts
-
-
-class Evaluator:
-    """Deterministic evaluation: `episodes_per_task` episodes of every task, tasks in lockstep."""
-
-    def __init__(
-        self,
-        venv: TaskVectorEnv,
-        split: ObsSplit,
-        episodes_per_task: int,
-        discount: float,
-        info_metrics: dict[str, tuple[str, str]],
-    ) -> None:
-        self.venv = venv
-        self.split = split
-        self.episodes_per_task = episodes_per_task
-        self.discount = discount
-        self.info_metrics = info_metrics
-
-    def run(self, behaviour: Behaviour) -> tuple[list[Episode], np.ndarray]:
-        """Episodes (grouped by task in order) and the mixture counts of the acting policies."""
-        venv = self.venv
-        n = venv.num_envs
-        venv.reset_all()
-        tracker = EpisodeTracker(n, self.discount, self.info_metrics)
-        remaining = np.full(n, self.episodes_per_task)
-        counts = np.zeros((n, n), dtype=np.int64)
-        rows = np.arange(n)
-        while remaining.any():
-            active = remaining > 0
-            obs = torch.from_numpy(self.split(venv.obs))
-            actions, acting = behaviour.act(obs, venv.steps_in_episode, True)
-            step = venv.step(actions, active)
-            tracker.record(step, active)
-            counts[rows[active], acting[active]] += 1
-            remaining -= step.ended
-        episodes = sorted(tracker.pop_finished(), key=lambda e: e.task)
-        return episodes, counts

@@ -69,21 +69,24 @@ class TaskPolicy(nn.Module):
         return split_mean_log_std(select_head(self.net(obs), task_ids, self.heads))
 
     def own(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Each task's own policy on its observation: obs (N, d) -> mean, log_std (N, A)."""
-        tasks = torch.arange(self.num_tasks)
+        """Each task's own policy on R copies of the task set: obs (R, N, d) -> (R, N, A) each,
+        row (r, i) being task i's observation."""
+        r, n, d = obs.shape
+        tasks = torch.arange(n)
         if self.per_task_groups:
-            mean, log_std = self(obs.unsqueeze(1), tasks.unsqueeze(1))
-            return mean.squeeze(1), log_std.squeeze(1)
-        mean, log_std = self(obs.unsqueeze(0), tasks.unsqueeze(0))
-        return mean.squeeze(0), log_std.squeeze(0)
+            mean, log_std = self(obs.transpose(0, 1), tasks.unsqueeze(1).expand(n, r))
+            return mean.transpose(0, 1), log_std.transpose(0, 1)
+        mean, log_std = self(obs.reshape(1, r * n, d), tasks.repeat(r).unsqueeze(0))
+        return mean.view(r, n, -1), log_std.view(r, n, -1)
 
     def candidates(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Every policy j on every task's observation i: obs (N, d) -> (N_j, N_i, A) each."""
-        n = self.num_tasks
+        """Every policy j on every observation (r, i): obs (R, N, d) -> (N_j, R, N_i, A) each."""
+        r, n, d = obs.shape
+        flat = obs.reshape(1, r * n, d)
         if self.architecture is Architecture.SEPARATE:
-            out = self.net(obs.unsqueeze(0).expand(n, *obs.shape))  # member j sees all obs
+            out = self.net(flat.expand(n, r * n, d)).view(n, r, n, -1)  # member j sees all obs
         elif self.architecture is Architecture.MULTIHEAD:
-            out = self.net(obs.unsqueeze(0)).view(n, n, -1).transpose(0, 1)  # all heads
+            out = self.net(flat).view(r, n, n, -1).permute(2, 0, 1, 3)  # all heads
         else:
             raise ValueError("the shared architecture has a single policy: no candidates to mix")
         return split_mean_log_std(out)
@@ -118,28 +121,41 @@ class TwinCritic(nn.Module):
         )
 
     def forward(
-        self, obs: torch.Tensor, actions: torch.Tensor, task_ids: torch.Tensor
+        self, obs: torch.Tensor, actions: torch.Tensor, task_ids: torch.Tensor, twins: int = 2
     ) -> torch.Tensor:
-        """obs (G, B, d), actions (G, B, A), task_ids (G, B) -> Q values (2, G, B)."""
+        """obs (G, B, d), actions (G, B, A), task_ids (G, B) -> Q values (twins, G, B).
+
+        `twins=1` evaluates Q1 only (half the work, for the Q-switch's default rule)."""
         g, b = task_ids.shape
         x = torch.cat([obs, actions], dim=-1)
-        x = x.unsqueeze(0).expand(2, *x.shape).reshape(2 * g, b, -1)
-        ids = task_ids.unsqueeze(0).expand(2, g, b).reshape(2 * g, b)
-        return select_head(self.net(x), ids, self.heads).view(2, g, b)
+        ids = task_ids
+        if twins == 2:
+            x = x.unsqueeze(0).expand(2, *x.shape).reshape(2 * g, b, -1)
+            ids = task_ids.unsqueeze(0).expand(2, g, b).reshape(2 * g, b)
+        out = self.net(x, slice(0, twins * g))
+        return select_head(out, ids, self.heads).view(twins, g, b)
 
-    def score_candidates(self, obs: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
-        """Task i's critics on candidate j's action at task i's observation.
+    def score_candidates(
+        self, obs: torch.Tensor, candidates: torch.Tensor, twins: int = 2
+    ) -> torch.Tensor:
+        """Task i's critics on proposal j's action at observation (r, i).
 
-        obs (N, d), candidates (N_j, N_i, A) -> (2, N_i, N_j). Observation i is paired with the
-        candidates proposed *for observation i* (the original's batched path mixed these up).
+        obs (R, N, d), candidates (N_j, R, N_i, A) -> (twins, R, N_i, N_j). Each observation is
+        paired with the proposals made *for that observation* (the original's batched path
+        paired observations with other observations' proposals).
         """
-        n = self.num_tasks
-        actions = candidates.transpose(0, 1)  # (N_i, N_j, A)
-        obs_pairs = obs.unsqueeze(1).expand(n, n, obs.shape[-1])
-        task_ids = torch.arange(n).unsqueeze(1).expand(n, n)
-        if self.groups == n:
-            return self(obs_pairs, actions, task_ids)
-        flat = self(
-            obs_pairs.reshape(1, n * n, -1), actions.reshape(1, n * n, -1), task_ids.reshape(1, -1)
-        )
-        return flat.view(2, n, n)
+        r, n, d = obs.shape
+        actions = candidates.permute(1, 2, 0, 3)  # (R, N_i, N_j, A)
+        obs_pairs = obs.unsqueeze(2).expand(r, n, n, d)
+        task_ids = torch.arange(n).view(1, n, 1).expand(r, n, n)
+        if self.groups == n:  # group i = task i's critic: rows (r, j)
+            q = self(
+                obs_pairs.transpose(0, 1).reshape(n, r * n, d),
+                actions.transpose(0, 1).reshape(n, r * n, -1),
+                task_ids.transpose(0, 1).reshape(n, r * n),
+                twins,
+            )
+            return q.view(twins, n, r, n).transpose(1, 2)
+        q = self(obs_pairs.reshape(1, -1, d), actions.reshape(1, r * n * n, -1),
+                 task_ids.reshape(1, -1), twins)
+        return q.view(twins, r, n, n)

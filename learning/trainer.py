@@ -1,9 +1,10 @@
 """The epoch loop: collect, train, evaluate, log, snapshot.
 
 Per epoch, `steps_per_epoch` rounds of (collect one round in lockstep, run the round's gradient
-steps), then an evaluation when `epoch % evaluation_frequency == 0`, one progress row, and a
-snapshot of the networks (the last epoch is always evaluated). The first round(s) fill the
-buffers to `min_buffer_size` (see Learner).
+steps), then an evaluation when `epoch % evaluation_frequency == 0` (and at the last epoch), one
+progress row, and a snapshot of the networks. The first round(s) fill the buffers to
+`min_buffer_size` (see Learner). With a background evaluation, the row of an evaluated epoch is
+written once its evaluation returns (during the next epoch); rows always appear in epoch order.
 """
 
 from __future__ import annotations
@@ -17,10 +18,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from learning.behaviour import Behaviour
+from learning.evaluation import BackgroundEvaluation, InlineEvaluation
 from learning.learner import Learner
-from learning.run_logger import RunLogger, episode_metrics, format_matrix, mixture_probabilities
-from learning.sampler import Collector, Episode, Evaluator
+from learning.run_logger import RunLogger, format_matrix, mixture_probabilities
+from learning.sampler import Collector, Episode
 
 
 @dataclass
@@ -38,8 +39,8 @@ def _per_task(episodes: list[Episode], task: int) -> list[Episode]:
 class Trainer:
     """Runs a multi-task experiment and writes its logs and snapshots under the logger's folder.
 
-    `evaluations` maps a metric prefix to the behaviour evaluated under it: "Evaluation" (each
-    task's own policy, the number to compare across methods) and, for QMP, "Evaluation/Mixture".
+    `evaluation` evaluates under the prefixes "Evaluation" (each task's own policy, the number to
+    compare across methods) and, for QMP, "Evaluation/Mixture".
     """
 
     def __init__(
@@ -48,20 +49,16 @@ class Trainer:
         schedule: Schedule,
         learner: Learner,
         collector: Collector,
-        evaluator: Evaluator,
-        evaluations: dict[str, Behaviour],
+        evaluation: InlineEvaluation | BackgroundEvaluation,
         logger: RunLogger,
-        extra_metric_names: list[str],
         log_mixture: bool,
         snapshot_state: Any = None,
     ) -> None:
         self.schedule = schedule
         self.learner = learner
         self.collector = collector
-        self.evaluator = evaluator
-        self.evaluations = evaluations
+        self.evaluation = evaluation
         self.logger = logger
-        self.extra_metric_names = extra_metric_names
         self.log_mixture = log_mixture
         self.snapshot_state = snapshot_state
         self.num_tasks = learner.num_tasks
@@ -69,27 +66,42 @@ class Trainer:
 
     def train(self) -> dict[str, float]:
         start = time.perf_counter()
+        pending: dict[str, float] | None = None  # a row waiting for its background evaluation
         for epoch in range(self.schedule.n_epochs):
             epoch_start = time.perf_counter()
             for _ in range(self.schedule.steps_per_epoch):
                 steps = self.learner.steps_to_collect(self.schedule.batch_size)
                 self.collector.collect(steps)
                 self.learner.train_round(steps)
+            self.learner.sac.check_finite(epoch)
             metrics: dict[str, float] = {"Epoch": epoch, "Itr": epoch}
             metrics["TotalEnvSteps"] = self.collector.total_env_steps
             metrics.update(self._train_metrics())
-            last = epoch == self.schedule.n_epochs - 1
-            if epoch % self.schedule.evaluation_frequency == 0 or last:
-                metrics.update(self._evaluate(epoch))
             metrics["Time"] = time.perf_counter() - start
             metrics["ItrTime"] = time.perf_counter() - epoch_start
-            self.learner.sac.check_finite(epoch)
-            self.logger.record_many(metrics)
-            self.logger.dump(epoch)
-            self.last_metrics = metrics
+            if pending is not None:
+                self._write_row(pending, self.evaluation.finish())
+                pending = None
+            last = epoch == self.schedule.n_epochs - 1
+            if epoch % self.schedule.evaluation_frequency == 0 or last:
+                self.evaluation.start(epoch)
+                if self.evaluation.background:
+                    pending = metrics
+                else:
+                    self._write_row(metrics, self.evaluation.finish())
+            else:
+                self._write_row(metrics, {})
             if self.snapshot_state is not None:
                 self.snapshot_state(epoch)
+        if pending is not None:
+            self._write_row(pending, self.evaluation.finish())
         return self.last_metrics
+
+    def _write_row(self, metrics: dict[str, float], evaluation: dict[str, float]) -> None:
+        row = {**metrics, **evaluation}
+        self.logger.record_many(row)
+        self.logger.dump(int(row["Epoch"]))
+        self.last_metrics = row
 
     # ------------------------------------------------------------------ metrics
     def _train_metrics(self) -> dict[str, float]:
@@ -130,19 +142,6 @@ class Trainer:
         out["Train/TargetEntropy"] = sac.target_entropy
         if self.log_mixture:
             self.logger.text(format_matrix(probs, "Mixture matrix (collection, this epoch):"))
-        return out
-
-    def _evaluate(self, epoch: int) -> dict[str, float]:
-        out: dict[str, float] = {}
-        for prefix, behaviour in self.evaluations.items():
-            episodes, _ = self.evaluator.run(behaviour)
-            for name, value in episode_metrics(episodes, self.extra_metric_names).items():
-                out[f"{prefix}/{name}"] = value
-            for k in range(self.num_tasks):
-                per_task = episode_metrics(_per_task(episodes, k), self.extra_metric_names)
-                for name, value in per_task.items():
-                    out[f"{prefix}/Task{k}/{name}"] = value
-            out[f"{prefix}/Iteration"] = epoch
         return out
 
 

@@ -138,3 +138,18 @@ def test_existing_run_folder_is_never_overwritten(tiny_flags: list[str], tmp_pat
     assert "not empty" in capsys.readouterr().err
     assert (log_dir / "progress.csv").read_text() == "precious\n"
     assert os.listdir(log_dir) == ["progress.csv"]
+
+
+def test_background_evaluation_gives_the_same_numbers(tiny_flags: list[str],
+                                                      tmp_path: Path) -> None:
+    """Evaluation depends only on the weights and the epoch, so running it in a worker process
+    (overlapping the next epoch) must not change any logged number."""
+    flags = [*tiny_flags, "--n_epochs", "3", "--evaluation_frequency", "2"]
+    for name, background in (("inline", "False"), ("worker", "True")):
+        assert _run(["qmp_dnc", *flags, "--eval_in_background", background,
+                     "--log_dir", str(tmp_path / name)]) == 0
+    inline = _without_time(_read_progress(tmp_path / "inline"))
+    worker = _without_time(_read_progress(tmp_path / "worker"))
+    assert [float(r["Epoch"]) for r in worker] == [0, 1, 2]
+    assert math.isnan(float(worker[1]["Evaluation/SuccessRate"]))  # epoch 1: no evaluation
+    assert inline == worker

@@ -166,10 +166,10 @@ def test_multihead_policy_selects_the_task_head() -> None:
     all_heads = policy.net(obs).view(6, n, 2 * a)
     for b in range(6):
         torch.testing.assert_close(mean[0, b], all_heads[b, ids[0, b], :a])
-    cand_mean, _ = policy.candidates(obs[0, :n])
+    cand_mean, _ = policy.candidates(obs[:, :n])
     for j in range(n):
         for i in range(n):
-            torch.testing.assert_close(cand_mean[j, i], all_heads[i, j, :a])
+            torch.testing.assert_close(cand_mean[j, 0, i], all_heads[i, j, :a])
 
 
 @pytest.mark.parametrize("arch", [Architecture.SEPARATE, Architecture.MULTIHEAD])

@@ -60,9 +60,10 @@ def test_qswitch_picks_argmax_and_executes_the_chosen_mean(arch: Architecture,
     for trial in range(5):
         obs = torch.randn(N, OBS) * 2
         expected, means, _ = _reference_choice(policy, critic, obs, critic_choice == "min")
-        actions, acting = switch.act(obs, np.zeros(N, dtype=np.int64), deterministic=True)
-        assert acting.tolist() == expected.tolist(), f"trial {trial}"
-        np.testing.assert_allclose(actions, torch.tanh(means).numpy(), atol=1e-6)
+        actions, acting = switch.act(obs[None], np.zeros((1, N), dtype=np.int64),
+                                     deterministic=True)
+        assert acting[0].tolist() == expected.tolist(), f"trial {trial}"
+        np.testing.assert_allclose(actions[0], torch.tanh(means).numpy(), atol=1e-6)
 
 
 def test_qswitch_choices_are_not_trivial() -> None:
@@ -82,13 +83,13 @@ def test_qswitch_executes_the_chosen_policys_sampled_action() -> None:
     obs = torch.randn(N, OBS)
     expected, means, log_stds = _reference_choice(policy, critic, obs, False)
     torch.manual_seed(11)
-    actions, acting = switch.act(obs, np.zeros(N, dtype=np.int64), deterministic=False)
+    actions, acting = switch.act(obs[None], np.zeros((1, N), np.int64), deterministic=False)
     torch.manual_seed(11)
-    eps = torch.randn(N, ACT)
-    assert acting.tolist() == expected.tolist()
-    np.testing.assert_allclose(actions, torch.tanh(means + log_stds.exp() * eps).numpy(),
+    eps = torch.randn(1, N, ACT)[0]
+    assert acting[0].tolist() == expected.tolist()
+    np.testing.assert_allclose(actions[0], torch.tanh(means + log_stds.exp() * eps).numpy(),
                                atol=1e-6)
-    assert not np.allclose(actions, torch.tanh(means).numpy(), atol=1e-3)  # really sampled
+    assert not np.allclose(actions[0], torch.tanh(means).numpy(), atol=1e-3)  # really sampled
 
 
 def test_ties_go_to_the_lowest_index() -> None:
@@ -96,30 +97,49 @@ def test_ties_go_to_the_lowest_index() -> None:
     with torch.no_grad():
         for p in critic.parameters():
             p.zero_()  # every proposal scores 0
-    _, acting = QSwitch(policy, critic).act(torch.randn(N, OBS), np.zeros(N, np.int64), True)
-    assert acting.tolist() == [0] * N
+    _, acting = QSwitch(policy, critic).act(torch.randn(1, N, OBS), np.zeros((1, N), np.int64),
+                                            True)
+    assert acting[0].tolist() == [0] * N
 
 
 def test_reselection_every_k_steps() -> None:
     policy, critic = _nets(Architecture.SEPARATE, seed=5)
     switch = QSwitch(policy, critic, sampling_freq=3)
-    obs = torch.randn(N, OBS)
-    _, first = switch.act(obs, np.zeros(N, np.int64), True)
+    obs = torch.randn(1, N, OBS)
+    _, first = switch.act(obs, np.zeros((1, N), np.int64), True)
+    first = first[0]
     assert first[:2].any(), "the holding tasks must start on a non-zero policy to show holding"
     with torch.no_grad():  # flatten the critic: a re-selecting task now picks policy 0
         for p in critic.parameters():
             p.zero_()
     # steps 1 and 2 are between selections (hold), steps 3 and 6 are selection steps
-    _, second = switch.act(obs, np.array([1, 2, 3, 6]), True)
-    assert second.tolist() == [first[0], first[1], 0, 0]
+    _, second = switch.act(obs, np.array([[1, 2, 3, 6]]), True)
+    assert second[0].tolist() == [first[0], first[1], 0, 0]
 
 
 def test_own_policy_acts_with_each_tasks_policy() -> None:
     policy, _ = _nets(Architecture.MULTIHEAD)
-    obs = torch.randn(N, OBS)
-    actions, acting = OwnPolicy(policy).act(obs, np.zeros(N, np.int64), True)
-    assert acting.tolist() == list(range(N))
+    obs = torch.randn(1, N, OBS)
+    actions, acting = OwnPolicy(policy).act(obs, np.zeros((1, N), np.int64), True)
+    assert acting[0].tolist() == list(range(N))
     with torch.no_grad():
         for i in range(N):
-            mean, _ = policy(obs[i].view(1, 1, -1), torch.tensor([[i]]))
-            np.testing.assert_allclose(actions[i], torch.tanh(mean[0, 0]).numpy(), atol=1e-6)
+            mean, _ = policy(obs[0, i].view(1, 1, -1), torch.tensor([[i]]))
+            np.testing.assert_allclose(actions[0, i], torch.tanh(mean[0, 0]).numpy(), atol=1e-6)
+
+
+@pytest.mark.parametrize("arch", [Architecture.SEPARATE, Architecture.MULTIHEAD])
+@pytest.mark.parametrize("critic_choice", ["q1", "min"])
+def test_copies_of_the_task_set_act_like_separate_calls(arch: Architecture,
+                                                        critic_choice: str) -> None:
+    """Evaluation acts on R copies of the task set at once: same as R one-copy calls."""
+    policy, critic = _nets(arch, seed=9)
+    obs = torch.randn(3, N, OBS) * 2
+    steps = np.zeros((3, N), np.int64)
+    for behaviour in (OwnPolicy(policy), QSwitch(policy, critic,
+                                                 critic_choice=critic_choice)):  # type: ignore[arg-type]
+        together, acting = behaviour.act(obs, steps, True)
+        for r in range(3):
+            alone, acting_alone = behaviour.act(obs[r:r + 1], steps[r:r + 1], True)
+            np.testing.assert_allclose(together[r], alone[0], atol=1e-6)
+            assert acting[r].tolist() == acting_alone[0].tolist()
