@@ -371,12 +371,15 @@ def build_panels(groups: dict[str, dict[str, list[Run]]], metric: str | None,
         env_metric = metric or default_metric(env)
         curves: dict[str, Curve] = {}
         for method in sorted(methods, key=_method_order):
-            series = []
+            series, reasons = [], []
             for run in methods[method]:
                 try:
                     series.append(run_series(run, env_metric, k))
                 except RunError as error:
-                    _warn(f"no curve from {run.path}: {error}")
+                    reasons.append(str(error))
+            if reasons:  # one line per group, not per seed
+                _warn(f"{env} {method}: {len(reasons)} of {len(methods[method])} runs left out "
+                      f"of the curves ({'; '.join(sorted(set(reasons)))})")
             if series:
                 curves[method] = aggregate_curves(series)
         if curves:
@@ -478,7 +481,10 @@ def save(fig: Figure, out_dir: str, stem: str) -> list[str]:
     for ext in ("png", "pdf"):
         path = os.path.join(out_dir, f"{stem}.{ext}")
         metadata = {"CreationDate": None} if ext == "pdf" else None
-        fig.savefig(path, dpi=150, metadata=metadata)
+        try:
+            fig.savefig(path, dpi=150, metadata=metadata)
+        except OSError as error:
+            raise PlotError(f"cannot write {path}: {error.strerror or error}") from None
         paths.append(path)
     return paths
 
@@ -501,7 +507,7 @@ def make_plots(runs: Sequence[Run], out_dir: str, metric: str | None = None,
                 continue
             stages, labels = average_mixtures(usable)
             mixtures.append((env, method, stages, labels, len(usable)))
-    if not panels and not mixtures:
+    if not panels:  # e.g. a misspelt --metric: an error rather than mixture plots only
         wanted = metric or "the default metric"
         raise PlotError(f"nothing to plot: no run has finite values of {wanted}")
     try:

@@ -60,6 +60,9 @@ def test_plots_from_real_runs(runs_root: Path, tmp_path: Path,
         image = imread(out / f"{stem}.png")
         assert image.shape[:2] == (height, width) and image.shape[2] in (3, 4)
         assert image[..., :3].std() > 0.05  # something is drawn
+    # a metric no run logged is an error, not mixture plots alone
+    assert plot.main([str(runs_root), "--metric", "Evaluation/Nope", "--out", str(out)]) == 2
+    assert capsys.readouterr().err.splitlines()[-1].startswith("plot.py: error: nothing to plot")
 
 
 def test_groups_and_curves_of_real_runs(runs_root: Path) -> None:
