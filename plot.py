@@ -6,8 +6,8 @@ Usage::
 
 Each RUN_DIR is a run folder (one holding `progress.csv` and `config.yaml`) or any folder above
 run folders: they are found recursively. Runs that cannot be read (no config, no logged epoch yet,
-missing columns) are skipped with a one-line warning. When no usable run is found, one
-`plot.py: error: ...` line is printed and the exit code is 2.
+missing columns) are skipped with a one-line warning. When no usable run is found, or no run has
+the metric, one `plot.py: error: ...` line is printed and the exit code is 2.
 
 What is drawn, written as PNG and PDF into --out (default ./plots):
 
