@@ -1,0 +1,569 @@
+"""Plot learning curves and QMP mixture matrices from run folders.
+
+Usage::
+
+    python plot.py RUN_DIR [RUN_DIR ...] [--out DIR] [--metric NAME] [--smooth K]
+
+Each RUN_DIR is a run folder (one holding `progress.csv` and `config.yaml`) or any folder above
+run folders: they are found recursively. Runs that cannot be read (no config, no logged epoch yet,
+missing columns) are skipped with a one-line warning. When no usable run is found, or no run has
+the metric, one `plot.py: error: ...` line is printed and the exit code is 2.
+
+What is drawn, written as PNG and PDF into --out (default ./plots):
+
+- `curves_ENV.{png,pdf}`: the metric against environment steps for every method run on ENV, the
+  mean over seeds with a shaded spread (standard deviation with 3 seeds or more, min-max below).
+  Rows where the metric is NaN (epochs without evaluation) are dropped. As in the paper, a method
+  and its +QMP variant share a colour (blue Separated: dnc_sac / qmp_dnc, pink Parameters:
+  mtsac / qmp_sac, green Data: uds_dnc / qmp_uds_dnc, grey single-network sac), solid with QMP and
+  dashed without. With several envs, `curves_all-envs.{png,pdf}` also has one panel per env.
+  The default metric is Evaluation/SuccessRate, except Evaluation/AverageReturn for Walker envs;
+  --metric NAME uses NAME everywhere (and adds it to the file names). --smooth K takes a trailing
+  moving average over K logged points of each run before averaging seeds.
+- `mixture_ENV_METHOD.{png,pdf}` for QMP runs: the N x N mixture matrix
+  `Train/LocalPolicy{i}/Policy{j}Prob` (row: task i, column: the policy that acted, share of task
+  i's training steps), averaged over the epochs of the first, middle and last third of training
+  and then over seeds.
+
+Seeds of one (env, method) that logged different step counts are interpolated onto the steps they
+all cover, so the mean ends where the shortest run ends.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import math
+import os
+import re
+import sys
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import yaml
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+
+PROG = "plot.py"
+STEPS = "TotalEnvSteps"
+EPOCH = "Epoch"
+DEFAULT_METRIC = "Evaluation/SuccessRate"
+RETURN_METRIC = "Evaluation/AverageReturn"
+MIXTURE_KEY = "Train/LocalPolicy{i}/Policy{j}Prob"
+
+#: method -> (family, with QMP); the paper's names of the families
+METHOD_FAMILY: dict[str, tuple[str, bool]] = {
+    "dnc_sac": ("Separated", False),
+    "qmp_dnc": ("Separated", True),
+    "mtsac": ("Parameters", False),
+    "qmp_sac": ("Parameters", True),
+    "uds_dnc": ("Data", False),
+    "qmp_uds_dnc": ("Data", True),
+    "sac": ("SAC", False),
+}
+FAMILY_COLOR = {
+    "Separated": "#1f77b4",  # blue
+    "Parameters": "#e377c2",  # pink
+    "Data": "#2ca02c",  # green
+    "SAC": "#7f7f7f",  # grey
+}
+#: colours for methods outside the table
+EXTRA_COLORS = ["#ff7f0e", "#9467bd", "#8c564b", "#17becf", "#bcbd22", "#d62728"]
+
+
+class PlotError(Exception):
+    """A problem that stops the whole command (reported as one line, exit code 2)."""
+
+
+class RunError(Exception):
+    """A run folder that cannot be used (reported as a warning, the run is skipped)."""
+
+
+@dataclass
+class Run:
+    """One run folder: its config and progress.csv as one float array per column."""
+
+    path: str
+    method: str
+    env: str
+    seed: str
+    num_tasks: int | None
+    columns: dict[str, np.ndarray] = field(repr=False)
+
+    @property
+    def num_rows(self) -> int:
+        return len(self.columns[EPOCH])
+
+
+@dataclass
+class Curve:
+    """Mean over seeds of one metric and its spread, on a common x grid (env steps)."""
+
+    x: np.ndarray
+    mean: np.ndarray
+    low: np.ndarray
+    high: np.ndarray
+    num_runs: int
+    spread: str  # "std" or "min-max"
+
+
+# --------------------------------------------------------------------------- reading runs
+
+
+def _warn(message: str) -> None:
+    print(f"{PROG}: warning: {message}", file=sys.stderr)
+
+
+def find_run_dirs(paths: Iterable[str]) -> list[str]:
+    """Run folders (holding progress.csv and config.yaml) at or below `paths`, each once, in
+    sorted order of discovery. Paths that do not exist are reported and ignored."""
+    found: list[str] = []
+    seen: set[str] = set()
+
+    def add(directory: str) -> None:
+        key = os.path.realpath(directory)
+        if key not in seen:
+            seen.add(key)
+            found.append(directory)
+
+    for path in paths:
+        if not os.path.isdir(path):
+            _warn(f"skipping {path}: not a folder")
+            continue
+        for root, dirnames, filenames in os.walk(path):
+            dirnames.sort()
+            if "progress.csv" in filenames and "config.yaml" in filenames:
+                add(root)
+            elif "progress.csv" in filenames:
+                _warn(f"skipping {root}: progress.csv without config.yaml")
+    return found
+
+
+def read_progress(path: str) -> dict[str, np.ndarray]:
+    """progress.csv as float columns. Empty or unparsable cells become NaN; a row with the wrong
+    number of fields (a line still being written) is dropped."""
+    with open(path, newline="") as f:
+        reader = csv.reader(f)
+        try:
+            header = next(reader)
+        except StopIteration:
+            raise RunError("progress.csv is empty") from None
+        rows: list[list[float]] = []
+        for row in reader:
+            if len(row) != len(header):
+                continue
+            rows.append([_to_float(cell) for cell in row])
+    if not rows:
+        raise RunError("no epoch logged yet")
+    table = np.array(rows, dtype=float)
+    return {name: table[:, k] for k, name in enumerate(header)}
+
+
+def _to_float(cell: str) -> float:
+    try:
+        return float(cell)
+    except ValueError:
+        return math.nan
+
+
+def load_run(path: str) -> Run:
+    """Reads one run folder; raises RunError with the reason when it cannot be used."""
+    try:
+        with open(os.path.join(path, "config.yaml")) as f:
+            config = yaml.safe_load(f)
+    except (OSError, yaml.YAMLError) as error:
+        raise RunError(f"config.yaml unreadable ({type(error).__name__})") from None
+    if not isinstance(config, dict) or not config.get("method") or not config.get("env"):
+        raise RunError("config.yaml lacks method or env")
+    try:
+        columns = read_progress(os.path.join(path, "progress.csv"))
+    except OSError as error:
+        raise RunError(f"progress.csv unreadable ({type(error).__name__})") from None
+    for key in (EPOCH, STEPS):
+        if key not in columns:
+            raise RunError(f"progress.csv has no {key} column")
+    num_tasks = config.get("num_tasks")
+    return Run(
+        path=path,
+        method=str(config["method"]),
+        env=str(config["env"]),
+        seed=str(config.get("seed", "?")),
+        num_tasks=int(num_tasks) if isinstance(num_tasks, int) else None,
+        columns=columns,
+    )
+
+
+def load_runs(paths: Iterable[str]) -> list[Run]:
+    runs = []
+    for directory in find_run_dirs(paths):
+        try:
+            runs.append(load_run(directory))
+        except RunError as error:
+            _warn(f"skipping {directory}: {error}")
+    return runs
+
+
+def group_runs(runs: Iterable[Run]) -> dict[str, dict[str, list[Run]]]:
+    """env -> method -> runs (seeds), envs and methods in sorted order."""
+    groups: dict[str, dict[str, list[Run]]] = {}
+    for run in runs:
+        groups.setdefault(run.env, {}).setdefault(run.method, []).append(run)
+    return {env: dict(sorted(methods.items())) for env, methods in sorted(groups.items())}
+
+
+# --------------------------------------------------------------------------- aggregation
+
+
+def default_metric(env: str) -> str:
+    return RETURN_METRIC if env.startswith("Walker") else DEFAULT_METRIC
+
+
+def smooth(values: np.ndarray, k: int) -> np.ndarray:
+    """Trailing moving average over k points (fewer at the start)."""
+    if k <= 1 or len(values) == 0:
+        return values.copy()
+    sums = np.cumsum(np.insert(values, 0, 0.0))
+    idx = np.arange(1, len(values) + 1)
+    start = np.maximum(idx - k, 0)
+    return (sums[idx] - sums[start]) / (idx - start)
+
+
+def run_series(run: Run, metric: str, k: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """(env steps, metric) of one run, NaN rows dropped, sorted by steps, smoothed over k."""
+    if metric not in run.columns:
+        raise RunError(f"no column {metric}")
+    x, y = run.columns[STEPS], run.columns[metric]
+    keep = np.isfinite(x) & np.isfinite(y)
+    order = np.argsort(x[keep], kind="stable")
+    x, y = x[keep][order], y[keep][order]
+    if len(x) == 0:
+        raise RunError(f"no finite value of {metric}")
+    return x, smooth(y, k)
+
+
+def aggregate_curves(series: Sequence[tuple[np.ndarray, np.ndarray]]) -> Curve:
+    """Mean and spread over runs. The runs are interpolated onto the union of their x values in
+    the range all of them cover (exact when they logged the same steps). The spread is the
+    standard deviation with 3 runs or more, otherwise min-max."""
+    if not series:
+        raise ValueError("no series to aggregate")
+    start = max(x[0] for x, _ in series)
+    end = min(x[-1] for x, _ in series)
+    if start > end:  # no common range: fall back to the longest single run's steps
+        start, end = -math.inf, math.inf
+        series = [max(series, key=lambda s: len(s[0]))]
+    grid = np.unique(np.concatenate([x[(x >= start) & (x <= end)] for x, _ in series]))
+    values = np.stack([np.interp(grid, x, y) for x, y in series])
+    mean = values.mean(axis=0)
+    if len(series) >= 3:
+        std = values.std(axis=0)
+        return Curve(grid, mean, mean - std, mean + std, len(series), "std")
+    return Curve(grid, mean, values.min(axis=0), values.max(axis=0), len(series), "min-max")
+
+
+def mixture_columns(run: Run) -> int | None:
+    """N when the run logged the full N x N mixture matrix, else None."""
+    n = run.num_tasks
+    if n is None:
+        found = [re.fullmatch(r"Train/LocalPolicy(\d+)/Policy\d+Prob", k) for k in run.columns]
+        indices = [int(m.group(1)) for m in found if m]
+        n = max(indices) + 1 if indices else None
+    if n is None or n < 1:
+        return None
+    if all(MIXTURE_KEY.format(i=i, j=j) in run.columns for i in range(n) for j in range(n)):
+        return n
+    return None
+
+
+def _nanmean(values: np.ndarray, axis: int) -> np.ndarray:
+    """Mean over finite entries; NaN where there are none (without numpy's warning)."""
+    finite = np.isfinite(values)
+    counts = finite.sum(axis=axis)
+    totals = np.where(finite, values, 0.0).sum(axis=axis)
+    out = np.full(totals.shape, np.nan)
+    np.divide(totals, counts, out=out, where=counts > 0)
+    return out
+
+
+def mixture_stages(run: Run, num_stages: int = 3) -> tuple[np.ndarray, list[tuple[int, int]]]:
+    """The run's mixture matrix averaged over each of `num_stages` consecutive, (nearly) equal
+    groups of epochs: an array (stages, N, N) and the (first, last) epoch of each stage. Fewer
+    stages when the run has fewer epochs."""
+    n = mixture_columns(run)
+    if n is None:
+        raise RunError("no mixture matrix logged")
+    order = np.argsort(run.columns[EPOCH], kind="stable")
+    epochs = run.columns[EPOCH][order]
+    matrix = np.stack([np.stack([run.columns[MIXTURE_KEY.format(i=i, j=j)][order]
+                                 for j in range(n)], axis=-1) for i in range(n)], axis=-2)
+    # matrix: (rows, N, N), [row, i, j]
+    chunks = np.array_split(np.arange(len(epochs)), min(num_stages, len(epochs)))
+    stages = np.stack([_nanmean(matrix[chunk], axis=0) for chunk in chunks])
+    spans = [(int(epochs[chunk[0]]), int(epochs[chunk[-1]])) for chunk in chunks]
+    return stages, spans
+
+
+def average_mixtures(runs: Sequence[Run], num_stages: int = 3
+                     ) -> tuple[np.ndarray, list[str]]:
+    """Per-stage mixture matrices averaged over runs (seeds), and a label per stage: the epoch
+    range when every run has the same one, else the stage's place in training."""
+    per_run = [mixture_stages(run, num_stages) for run in runs]
+    count = min(len(stages) for stages, _ in per_run)
+    if any(len(stages) != count for stages, _ in per_run):  # a run with very few epochs
+        per_run = [mixture_stages(run, count) for run in runs]
+    mean = _nanmean(np.stack([stages for stages, _ in per_run]), axis=0)
+    spans = [spans for _, spans in per_run]
+    if all(s == spans[0] for s in spans):
+        labels = [f"epoch {a}" if a == b else f"epochs {a}-{b}" for a, b in spans[0]]
+    else:
+        labels = [f"stage {k + 1} of {count}" for k in range(count)]
+    return mean, labels
+
+
+# --------------------------------------------------------------------------- drawing
+
+
+def method_style(method: str, extra: dict[str, str]) -> tuple[str, str, str]:
+    """(label, colour, line style) of a method."""
+    if method in METHOD_FAMILY:
+        family, qmp = METHOD_FAMILY[method]
+        label = family + (" + QMP" if qmp else "")
+        return label, FAMILY_COLOR[family], "-" if qmp else "--"
+    if method not in extra:
+        extra[method] = EXTRA_COLORS[len(extra) % len(EXTRA_COLORS)]
+    return method, extra[method], "-" if method.startswith("qmp") else "--"
+
+
+def _method_order(method: str) -> tuple[int, str]:
+    keys = list(METHOD_FAMILY)
+    return (keys.index(method) if method in keys else len(keys), method)
+
+
+def metric_label(metric: str) -> str:
+    name = metric.rsplit("/", 1)[-1]
+    pretty = {"SuccessRate": "Success rate", "AverageReturn": "Average return"}.get(name, name)
+    prefix = metric.rsplit("/", 1)[0] if "/" in metric else ""
+    if prefix and prefix != "Evaluation":
+        pretty = f"{pretty} ({prefix})"
+    return pretty
+
+
+def _step_scale(max_x: float) -> tuple[float, str]:
+    if max_x >= 1e6:
+        return 1e6, "Environment steps (millions)"
+    if max_x >= 1e4:
+        return 1e3, "Environment steps (thousands)"
+    return 1.0, "Environment steps"
+
+
+@dataclass
+class Panel:
+    env: str
+    metric: str
+    curves: dict[str, Curve]  # method -> curve
+
+
+def build_panels(groups: dict[str, dict[str, list[Run]]], metric: str | None,
+                 k: int) -> list[Panel]:
+    panels = []
+    for env, methods in groups.items():
+        env_metric = metric or default_metric(env)
+        curves: dict[str, Curve] = {}
+        for method in sorted(methods, key=_method_order):
+            series, reasons = [], []
+            for run in methods[method]:
+                try:
+                    series.append(run_series(run, env_metric, k))
+                except RunError as error:
+                    reasons.append(str(error))
+            if reasons:  # one line per group, not per seed
+                _warn(f"{env} {method}: {len(reasons)} of {len(methods[method])} runs left out "
+                      f"of the curves ({'; '.join(sorted(set(reasons)))})")
+            if series:
+                curves[method] = aggregate_curves(series)
+        if curves:
+            panels.append(Panel(env, env_metric, curves))
+    return panels
+
+
+def draw_panel(ax: Axes, panel: Panel, k: int, extra: dict[str, str]) -> None:
+    scale, xlabel = _step_scale(max(float(c.x[-1]) for c in panel.curves.values()))
+    for method, curve in panel.curves.items():
+        label, color, style = method_style(method, extra)
+        x = curve.x / scale
+        ax.plot(x, curve.mean, color=color, linestyle=style, linewidth=1.8, label=label,
+                marker="o" if len(x) == 1 else None)
+        ax.fill_between(x, curve.low, curve.high, color=color, alpha=0.18, linewidth=0)
+    ax.set_title(panel.env)
+    ax.set_xlabel(xlabel)
+    ylabel = metric_label(panel.metric)
+    if k > 1:
+        ylabel += f", smoothed over {k}"
+    ax.set_ylabel(ylabel)
+    if panel.metric.endswith("SuccessRate"):
+        ax.set_ylim(-0.03, 1.03)
+    ax.grid(True, alpha=0.3)
+
+
+def curves_figure(panels: Sequence[Panel], k: int) -> Figure:
+    ncols = 2 if len(panels) == 4 else min(len(panels), 3)
+    nrows = math.ceil(len(panels) / ncols)
+    width = max(4.6 * ncols, 7.0)
+    fig = Figure(figsize=(width, 3.6 * nrows + 1.2), layout="constrained")
+    axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
+    extra: dict[str, str] = {}
+    for ax, panel in zip(axes, panels, strict=False):
+        draw_panel(ax, panel, k, extra)
+    for ax in axes[len(panels):]:
+        ax.set_visible(False)
+    # one legend for all panels, below them: every method once, with its seed count
+    entries: dict[str, object] = {}
+    seeds: dict[str, set[int]] = {}
+    for ax, panel in zip(axes, panels, strict=False):
+        handles, _ = ax.get_legend_handles_labels()
+        for handle, (method, curve) in zip(handles, panel.curves.items(), strict=True):
+            entries.setdefault(method, handle)
+            seeds.setdefault(method, set()).add(curve.num_runs)
+    handles, labels = [], []
+    for method in sorted(entries, key=_method_order):
+        label, _, _ = method_style(method, extra)
+        counts = sorted(seeds[method])
+        n = str(counts[0]) if len(counts) == 1 else f"{counts[0]}-{counts[-1]}"
+        handles.append(entries[method])
+        labels.append(f"{label} ({method}, {n} seed{'s' if n != '1' else ''})")
+    fig.legend(handles, labels, loc="outside lower center", ncol=2 if len(labels) > 1 else 1,
+               fontsize="small", frameon=False,
+               title="mean over seeds; shaded: std (3+ seeds) or min-max",
+               title_fontsize="small")
+    return fig
+
+
+def mixture_figure(env: str, method: str, stages: np.ndarray, labels: Sequence[str],
+                   num_runs: int) -> Figure:
+    count, n = stages.shape[0], stages.shape[1]
+    side = min(max(2.8, 0.42 * n + 1.0), 5.5)
+    fig = Figure(figsize=(side * count + 1.2, side + 1.1), layout="constrained")
+    axes = fig.subplots(1, count, squeeze=False).ravel()
+    image = None
+    ticks = np.arange(n) if n <= 20 else np.arange(0, n, 5)
+    for ax, matrix, label in zip(axes, stages, labels, strict=True):
+        image = ax.imshow(np.ma.masked_invalid(matrix), vmin=0.0, vmax=1.0, cmap="viridis")
+        ax.set_title(label, fontsize="medium")
+        ax.set_xlabel("acting policy")
+        ax.set_xticks(ticks)
+        ax.set_yticks(ticks)
+        if n <= 10:
+            for i in range(n):
+                for j in range(n):
+                    value = matrix[i, j]
+                    if np.isfinite(value):
+                        ax.text(j, i, f"{value:.2f}", ha="center", va="center",
+                                fontsize="small" if n <= 6 else "x-small",
+                                color="black" if value > 0.6 else "white")
+    axes[0].set_ylabel("task")
+    fig.colorbar(image, ax=list(axes), shrink=0.85, label="share of the task's steps")
+    label, _, _ = method_style(method, {})
+    seeds = f"{num_runs} seed{'s' if num_runs != 1 else ''}"
+    fig.suptitle(f"{env} - {method} ({label}): Q-switch mixture, mean of {seeds}")
+    return fig
+
+
+# --------------------------------------------------------------------------- command line
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._+-]+", "-", text).strip("-") or "x"
+
+
+def save(fig: Figure, out_dir: str, stem: str) -> list[str]:
+    paths = []
+    for ext in ("png", "pdf"):
+        path = os.path.join(out_dir, f"{stem}.{ext}")
+        metadata = {"CreationDate": None} if ext == "pdf" else None
+        try:
+            fig.savefig(path, dpi=150, metadata=metadata)
+        except OSError as error:
+            raise PlotError(f"cannot write {path}: {error.strerror or error}") from None
+        paths.append(path)
+    return paths
+
+
+def make_plots(runs: Sequence[Run], out_dir: str, metric: str | None = None,
+               k: int = 1) -> list[str]:
+    """Draws every figure for `runs` into `out_dir`; returns the written paths."""
+    groups = group_runs(runs)
+    panels = build_panels(groups, metric, k)
+    suffix = f"_{_slug(metric)}" if metric else ""
+    mixtures: list[tuple[str, str, np.ndarray, list[str], int]] = []
+    for env, methods in groups.items():
+        for method, method_runs in methods.items():
+            usable = [run for run in method_runs if mixture_columns(run) is not None]
+            if not usable:
+                continue
+            sizes = {mixture_columns(run) for run in usable}
+            if len(sizes) > 1:
+                _warn(f"{env} {method}: runs with different task counts, no mixture plot")
+                continue
+            stages, labels = average_mixtures(usable)
+            mixtures.append((env, method, stages, labels, len(usable)))
+    if not panels:  # e.g. a misspelt --metric: an error rather than mixture plots only
+        wanted = metric or "the default metric"
+        raise PlotError(f"nothing to plot: no run has finite values of {wanted}")
+    try:
+        os.makedirs(out_dir, exist_ok=True)
+    except OSError as error:
+        raise PlotError(f"cannot create {out_dir}: {error.strerror}") from None
+    written: list[str] = []
+    for panel in panels:
+        written += save(curves_figure([panel], k), out_dir, f"curves_{_slug(panel.env)}{suffix}")
+    if len(panels) > 1:
+        written += save(curves_figure(panels, k), out_dir, f"curves_all-envs{suffix}")
+    for env, method, stages, labels, num_runs in mixtures:
+        fig = mixture_figure(env, method, stages, labels, num_runs)
+        written += save(fig, out_dir, f"mixture_{_slug(env)}_{_slug(method)}")
+    return written
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1: {value}")
+    return value
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog=PROG, description="Learning curves and QMP mixture matrices of run folders.")
+    parser.add_argument("run_dirs", nargs="+", metavar="RUN_DIR",
+                        help="run folders, or folders searched recursively for them")
+    parser.add_argument("--out", default="plots", help="output folder (default: ./plots)")
+    parser.add_argument("--metric", default=None,
+                        help="progress.csv column to plot (default: Evaluation/SuccessRate, "
+                             "Evaluation/AverageReturn for Walker envs)")
+    parser.add_argument("--smooth", type=_positive_int, default=1, metavar="K",
+                        help="trailing moving average over K logged points (default 1: none)")
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        runs = load_runs(args.run_dirs)
+        if not runs:
+            raise PlotError(f"no usable run folder (progress.csv + config.yaml) under "
+                            f"{' '.join(args.run_dirs)}")
+        written = make_plots(runs, args.out, args.metric, args.smooth)
+    except PlotError as error:
+        print(f"{PROG}: error: {error}", file=sys.stderr)
+        return 2
+    for path in written:
+        print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
