@@ -183,7 +183,9 @@ def build_parser() -> argparse.ArgumentParser:
     a("--sharing_quantile", type=float,
       help="UDS: share other tasks' data only where Q exceeds this quantile (0 = share all)")
     a("--layer_norm", type=_bool, help="LayerNorm in the critics")
-    a("--vis_freq", type=int, help="videos every this many epochs (-1 = none)")
+    a("--vis_freq", type=int,
+      help="mp4 of one evaluation episode per task every this many epochs (-1 = none, the "
+           "default: CPU rendering is slow; the original used 10)")
     a("--kl_coeff", type=float, nargs="+",
       help="DnC KL regularisation: one beta, or N*N values row-major (row i: policy i)")
     a("--qswitch_critic", choices=["q1", "min"],
@@ -264,8 +266,6 @@ def validate(c: ExperimentConfig) -> None:
             f"--replay_buffer_size {c.replay_buffer_size} cannot hold --min_buffer_size"
         )
     _validate_architectures(c)
-    if c.vis_freq > 0:
-        raise ExperimentError("--vis_freq: video recording is not available yet; use -1")
     if len(c.kl_coeff) not in (1, n * n):
         raise ExperimentError(f"--kl_coeff takes 1 or {n * n} values, got {len(c.kl_coeff)}")
     if any(v != 0 for v in c.kl_coeff) and c.method not in ("dnc_sac", "qmp_dnc"):

@@ -33,6 +33,7 @@ from learning.sac import MultiTaskSAC, SACConfig
 from learning.sampler import Collector, EpisodeTracker, TaskVectorEnv
 from learning.task_networks import Architecture, TaskPolicy, TwinCritic
 from learning.trainer import Schedule, Trainer, save_snapshot
+from learning.video import record_videos
 
 #: evaluation envs are seeded apart from the training envs
 EVAL_SEED_OFFSET = 10_000
@@ -159,6 +160,13 @@ def build_trainer(config: ExperimentConfig, log_dir: str, *, stdout: bool = True
         yaml.safe_dump(config.to_dict(), f, sort_keys=False)
     snapshot_path = os.path.join(log_dir, "snapshot.pt")
 
+    def videos(epoch: int) -> list[str]:
+        behaviours = {"own": OwnPolicy(policy)}
+        if spec.qmp:
+            behaviours["mixture"] = make_behaviour(config, policy, critic)
+        return record_videos(family, behaviours, split, log_dir, epoch,
+                             seed=config.seed + EVAL_SEED_OFFSET)
+
     def snapshot(epoch: int) -> None:
         save_snapshot(snapshot_path, {"epoch": epoch, "config": config.to_dict(),
                                       **sac.state_dict()})
@@ -172,6 +180,8 @@ def build_trainer(config: ExperimentConfig, log_dir: str, *, stdout: bool = True
         logger=logger,
         log_mixture=spec.qmp,
         snapshot_state=snapshot,
+        videos=videos,
+        vis_freq=config.vis_freq,
     )
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -53,6 +54,8 @@ class Trainer:
         logger: RunLogger,
         log_mixture: bool,
         snapshot_state: Any = None,
+        videos: Callable[[int], list[str]] | None = None,
+        vis_freq: int = -1,
     ) -> None:
         self.schedule = schedule
         self.learner = learner
@@ -61,6 +64,8 @@ class Trainer:
         self.logger = logger
         self.log_mixture = log_mixture
         self.snapshot_state = snapshot_state
+        self.videos = videos
+        self.vis_freq = vis_freq
         self.num_tasks = learner.num_tasks
         self.last_metrics: dict[str, float] = {}
 
@@ -91,6 +96,11 @@ class Trainer:
                     self._write_row(metrics, self.evaluation.finish())
             else:
                 self._write_row(metrics, {})
+            if self.videos is not None and self.vis_freq > 0 and (
+                epoch % self.vis_freq == 0 or last
+            ):
+                for path in self.videos(epoch):
+                    self.logger.text(f"video: {path}")
             if self.snapshot_state is not None:
                 self.snapshot_state(epoch)
         if pending is not None:

@@ -4,8 +4,8 @@ Curves say *how well* each task does; a video says *what the agent does*, and fo
 task's policy is acting* when task i borrows behaviour. `record_videos` plays every task in
 lockstep (one batched policy call a step, as the Evaluator does) on fresh `rgb_array` evaluation
 envs, so recording never disturbs the training or evaluation envs' episodes. Episodes start from
-`reset(seed=seed + k)`, the reset the Evaluator gives task k's first episode, and every behaviour
-starts from the same states, so "own" and "mixture" videos compare like with like.
+`reset(seed=seed + k)` for every behaviour, so "own" and "mixture" videos start from the same
+states and compare like with like.
 
 Frames stream to one ffmpeg (imageio-ffmpeg) process per task as they are rendered: holding every
 frame until the end would take gigabytes for MT50 (50 tasks x 501 frames). Each frame gets a dark
@@ -192,7 +192,8 @@ def _record_behaviour(
         success = np.zeros(n, dtype=bool)
         active = np.full(n, max_steps > 0)
         while active.any():
-            actions, acting = behaviour.act(torch.from_numpy(split(obs)), steps, True)
+            actions, acting = behaviour.act(torch.from_numpy(split(obs))[None], steps[None], True)
+            actions, acting = actions[0], acting[0]
             for k in np.flatnonzero(active):
                 next_obs, reward, terminated, truncated, info = envs[k].step(actions[k])
                 obs[k] = next_obs

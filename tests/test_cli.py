@@ -153,3 +153,12 @@ def test_background_evaluation_gives_the_same_numbers(tiny_flags: list[str],
     assert [float(r["Epoch"]) for r in worker] == [0, 1, 2]
     assert math.isnan(float(worker[1]["Evaluation/SuccessRate"]))  # epoch 1: no evaluation
     assert inline == worker
+
+
+def test_vis_freq_writes_annotated_videos(tiny_flags: list[str], tmp_path: Path) -> None:
+    assert _run(["qmp_dnc", *tiny_flags, "--n_epochs", "3", "--vis_freq", "2",
+                 "--log_dir", str(tmp_path / "r")]) == 0
+    names = sorted(os.listdir(tmp_path / "r" / "videos"))
+    expected = sorted(f"epoch{e:04d}_{kind}_task{k}.mp4" for e in (0, 2)
+                      for kind in ("own", "mixture") for k in range(N))
+    assert names == expected

@@ -177,7 +177,7 @@ def test_mixture_videos_carry_the_switchs_choices(
 
     def act(*args: Any) -> tuple[np.ndarray, np.ndarray]:
         actions, acting = real_act(*args)
-        choices.append(acting.copy())
+        choices.append(acting[0].copy())  # one copy of the task set
         return actions, acting
 
     monkeypatch.setattr(video, "frame_text", spy)
