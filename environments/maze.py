@@ -19,24 +19,26 @@ would leave one XML file per instance in the system temp dir.
 
 from __future__ import annotations
 
-import copy
-import functools
 import os
-import xml.etree.ElementTree as ET
-from pathlib import Path
-from typing import Any, ClassVar
 
-import gymnasium as gym
-import mujoco
-import numpy as np
-from gymnasium.utils import seeding
-from gymnasium_robotics.envs.maze import maps
-from gymnasium_robotics.envs.maze import point as point_module
-from gymnasium_robotics.envs.maze.point import PointEnv
-
-from environments.multitask import MultiTaskEnv
-
+# before mujoco is first imported: it picks its GL backend at import time
 os.environ.setdefault("MUJOCO_GL", "egl")
+
+import copy  # noqa: E402
+import functools  # noqa: E402
+import xml.etree.ElementTree as ET  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Any, ClassVar  # noqa: E402
+
+import gymnasium as gym  # noqa: E402
+import mujoco  # noqa: E402
+import numpy as np  # noqa: E402
+from gymnasium.utils import seeding  # noqa: E402
+from gymnasium_robotics.envs.maze import maps  # noqa: E402
+from gymnasium_robotics.envs.maze import point as point_module  # noqa: E402
+from gymnasium_robotics.envs.maze.point import PointEnv  # noqa: E402
+
+from environments.multitask import MultiTaskEnv  # noqa: E402
 
 #: the large maze layout (1 wall, 0 free), row 0 at the top; identical to D4RL's LARGE_MAZE
 MAZE_MAP: tuple[tuple[int, ...], ...] = tuple(tuple(int(v) for v in row) for row in maps.LARGE_MAZE)

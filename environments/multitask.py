@@ -56,6 +56,8 @@ class MultiTaskEnv(gym.Env):
         self._task_kwargs = task_kwargs
         self._play_env: gym.Env | None = None
         self._play_task = -1
+        #: one task env per task played so far, kept so that revisits continue its random stream
+        self._play_envs: dict[int, gym.Env] = {}
         probe = self.make_task_env(0, seed=seed, evaluation=False, **task_kwargs)
         self.observation_space = probe.observation_space
         self.action_space = probe.action_space
@@ -150,18 +152,19 @@ class MultiTaskEnv(gym.Env):
                 raise ValueError(f"task must be in [0, {self.num_tasks}), got {task}")
         else:
             task = (self._play_task + 1) % self.num_tasks
-        if self._play_env is None or task != self._play_task:
-            if self._play_env is not None:
-                self._play_env.close()
+        if task not in self._play_envs:
+            # built once per task: rebuilding it with the same seed on every visit replayed the
+            # same episode start each time the cycle came back to the task
             task_seed = None if self._seed is None else self._seed + task
-            self._play_env = self.make_task_env(
+            self._play_envs[task] = self.make_task_env(
                 task,
                 seed=task_seed,
                 evaluation=False,
                 render_mode=self.render_mode,
                 **self._task_kwargs,
             )
-            self._play_task = task
+        self._play_env = self._play_envs[task]
+        self._play_task = task
         sub_seed = None if seed is None else seed + task
         return self._play_env.reset(seed=sub_seed)
 
@@ -174,6 +177,8 @@ class MultiTaskEnv(gym.Env):
         return None if self._play_env is None else self._play_env.render()
 
     def close(self) -> None:
-        if self._play_env is not None:
-            self._play_env.close()
-            self._play_env = None
+        for env in self._play_envs.values():
+            env.close()
+        self._play_envs = {}
+        self._play_env = None
+        self._play_task = -1

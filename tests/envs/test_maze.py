@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import tempfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -368,3 +372,20 @@ def test_render_rgb_array_upright(monkeypatch) -> None:
     assert rx > 240 and 90 < ry < 170  # goal (row 4, col 10) is drawn right, mid-height
     # the image's top row of pixels shows the outer wall (tan), not the floor
     assert np.median(rgb[5, 20:300, 0]) > 150
+
+
+def test_import_selects_headless_gl_before_mujoco_loads() -> None:
+    """mujoco fixes its GL backend when first imported: maze.py must set MUJOCO_GL before that, or
+    a process that imports it first gets glfw and cannot render any env without a display."""
+    env = {k: v for k, v in os.environ.items() if k not in ("MUJOCO_GL", "PYOPENGL_PLATFORM")}
+    env.pop("DISPLAY", None)
+    code = "import environments.maze, mujoco; print(mujoco.gl_context.GLContext.__module__)"
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        env=env,
+        cwd=Path(__file__).resolve().parents[2],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert out.stdout.strip().splitlines()[-1] == "mujoco.egl"
