@@ -14,7 +14,7 @@ from typing import Literal, Protocol
 import numpy as np
 import torch
 
-from learning.distributions import tanh_gaussian_sample
+from learning.distributions import tanh_gaussian_action
 from learning.task_networks import TaskPolicy, TwinCritic
 
 
@@ -39,7 +39,7 @@ class OwnPolicy:
         self, obs: torch.Tensor, steps_in_episode: np.ndarray, deterministic: bool = False
     ) -> tuple[np.ndarray, np.ndarray]:
         mean, log_std = self.policy.own(obs)
-        action = torch.tanh(mean) if deterministic else tanh_gaussian_sample(mean, log_std)[0]
+        action = torch.tanh(mean) if deterministic else tanh_gaussian_action(mean, log_std)
         return action.numpy(), np.broadcast_to(self._ids, steps_in_episode.shape)
 
 
@@ -91,5 +91,5 @@ class QSwitch:
         if deterministic:
             action = torch.tanh(chosen_mean)
         else:
-            action = tanh_gaussian_sample(chosen_mean, chosen_log_std)[0]
+            action = tanh_gaussian_action(chosen_mean, chosen_log_std)
         return action.numpy(), best.numpy()

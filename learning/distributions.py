@@ -33,6 +33,11 @@ def tanh_gaussian_sample(
     return action, _squashed_log_prob(-0.5 * eps.square() - log_std - _HALF_LOG_2PI, action)
 
 
+def tanh_gaussian_action(mean: torch.Tensor, log_std: torch.Tensor) -> torch.Tensor:
+    """A sample a = tanh(mean + std * eps) without its log-probability (for acting)."""
+    return torch.tanh(torch.randn_like(mean).mul_(log_std.exp()).add_(mean))
+
+
 def tanh_gaussian_log_prob(
     mean: torch.Tensor, log_std: torch.Tensor, pre_tanh: torch.Tensor
 ) -> torch.Tensor:

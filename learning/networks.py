@@ -27,6 +27,8 @@ class EnsembleLinear(nn.Module):
         self.bias = nn.Parameter(torch.zeros(members, 1, out_features))
 
     def forward(self, x: torch.Tensor, members: slice = ALL_MEMBERS) -> torch.Tensor:
+        if members is ALL_MEMBERS:
+            return torch.baddbmm(self.bias, x, self.weight)
         return torch.baddbmm(self.bias[members], x, self.weight[members])
 
 

@@ -1,0 +1,78 @@
+"""Whole epochs at the paper's hyper-parameters (spec 5.2): seconds per epoch of every method, and
+the projected wall time of the paper's full budget on this machine.
+
+Each method runs through the real trainer (`run_experiment`) for a few epochs; the first epoch
+(which fills the buffers to min_buffer_size) is excluded and the steady-state seconds per epoch is
+the mean of the remaining epochs' wall-clock increments (training plus any wait for the background
+evaluation). `--rounds R` runs R collect+train rounds per epoch instead of the paper's
+steps_per_epoch and scales the training time back up (for MT10, whose paper epoch is ~10 min).
+
+    python bench/epoch_speed.py [--envs ID ...] [--methods M ...] [--epochs K] [--rounds R]
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import tempfile
+
+from common import write_table
+
+from experiment_utils import resolve_config
+from garage_experiments import run_experiment
+
+METHODS = ["dnc_sac", "qmp_dnc", "mtsac", "qmp_sac", "uds_dnc", "qmp_uds_dnc"]
+#: the README's per-method settings for Parameters methods on Jaco (spec 5.3)
+EXTRA = {("JacoReachMT5-v1", "mtsac"): ["--lr", "0.001", "--hidden_sizes", "512", "512"],
+         ("JacoReachMT5-v1", "qmp_sac"): ["--lr", "0.001", "--hidden_sizes", "512", "512"]}
+
+
+def seconds_per_epoch(env_id: str, method: str, epochs: int, rounds: int | None
+                      ) -> tuple[float, float, int, int]:
+    """(steady-state seconds per paper epoch, seconds of the first epoch, paper epochs,
+    env steps per paper epoch)."""
+    argv = [method, f"--env={env_id}", "--n_epochs", str(epochs), *EXTRA.get((env_id, method), [])]
+    paper = resolve_config(argv)
+    if rounds is not None:
+        argv += ["--steps_per_epoch", str(rounds)]
+    config = resolve_config(argv)
+    with tempfile.TemporaryDirectory() as log_dir:
+        run_experiment(config, log_dir, stdout=False)
+        with open(os.path.join(log_dir, "progress.csv")) as f:
+            rows = list(csv.DictReader(f))
+    times = [float(r["Time"]) for r in rows]
+    itr = [float(r["ItrTime"]) for r in rows]
+    steady = [b - a for a, b in zip(times[1:], times[2:], strict=False)] or itr[1:]
+    per_epoch = sum(steady) / len(steady)
+    if rounds is not None:  # scale the training part; evaluation happens once per epoch anyway
+        train = sum(itr[2:]) / max(1, len(itr[2:]))
+        per_epoch += train * (paper.steps_per_epoch / rounds - 1)
+    steps_per_epoch = paper.batch_size * paper.steps_per_epoch
+    return per_epoch, times[0], paper.n_epochs, steps_per_epoch
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--envs", nargs="+", default=["JacoReachMT5-v1"])
+    parser.add_argument("--methods", nargs="+", default=METHODS, choices=METHODS)
+    parser.add_argument("--epochs", type=int, default=5, help="epochs run per method (>= 3)")
+    parser.add_argument("--rounds", type=int, default=None,
+                        help="rounds per epoch to run (scaled to the paper's steps_per_epoch)")
+    args = parser.parse_args()
+    rows = []
+    for env_id in args.envs:
+        for method in args.methods:
+            per_epoch, first, n_epochs, steps = seconds_per_epoch(env_id, method, args.epochs,
+                                                                  args.rounds)
+            hours = (first + per_epoch * (n_epochs - 1)) / 3600
+            rows.append([env_id, method, round(first, 1), round(per_epoch, 2), n_epochs,
+                         f"{n_epochs * steps / 1e6:g}M", round(hours, 2)])
+            print(rows[-1], flush=True)
+    write_table("epoch_speed", ["env", "method", "first epoch s (fills buffers)",
+                                "s / epoch", "paper epochs", "paper env steps",
+                                "projected hours"], rows)
+
+
+if __name__ == "__main__":
+    main()
