@@ -1,8 +1,9 @@
 """Command-line flags, their resolution into one experiment config, and the run folder.
 
-Precedence: the original's global defaults (spec 5.1) < the environment's defaults (spec 5.2) <
-flags given on the command line. Every user mistake raises `ExperimentError`, which run.py prints
-as one line and exits with code 2.
+Precedence: the original's global defaults (spec 5.1) < the environment's config file
+`configs/ENV.yaml` (the paper's defaults, spec 5.2, then its per-method overrides) < a user's
+`--config FILE` < flags given on the command line. Every user mistake raises `ExperimentError`,
+which run.py prints as one line and exits with code 2.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
+import yaml
 
 import environments
 from learning.task_networks import Architecture
@@ -23,6 +25,9 @@ from learning.task_networks import Architecture
 
 class ExperimentError(Exception):
     """A problem with the user's request, reported as a one-line error (exit code 2)."""
+
+
+CONFIG_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs")
 
 
 @dataclass(frozen=True)
@@ -199,6 +204,8 @@ def build_parser() -> argparse.ArgumentParser:
     a("--eval_in_background", type=_bool,
       help="evaluate in a worker process, overlapping the next epoch's training (default True;"
            " same numbers either way)")
+    a("--config", help="YAML file of flag values (keys as the flags, without --); flags given "
+      "on the command line win")
     a("--log_dir", help="run folder (default: a fresh timestamped folder under data/)")
     return p
 
@@ -213,7 +220,12 @@ def resolve_config(argv: list[str] | None = None) -> ExperimentConfig:
         )
     family = environments.env_class(env_id)
     values: dict[str, Any] = dict(GLOBAL_DEFAULTS)
-    values.update(family.default_hyperparameters)
+    env_defaults, method_overrides = env_config(env_id)
+    values.update(env_defaults)
+    values.update(method_overrides.get(args["method"], {}))
+    config_file = args.pop("config")
+    if config_file is not None:
+        values.update(read_config_file(config_file))
     values.update({k: v for k, v in args.items() if v is not None})
     if values["target_entropy"] == 0:
         values["target_entropy"] = None
@@ -229,6 +241,94 @@ def resolve_config(argv: list[str] | None = None) -> ExperimentConfig:
     config = ExperimentConfig(**values)
     validate(config)
     return config
+
+
+#: what each configurable key holds (for config files; the command line has argparse types)
+_KEY_TYPES: dict[str, str] = {
+    "seed": "int", "n_epochs": "int", "batch_size": "int", "gradient_steps_per_itr": "int",
+    "min_buffer_size": "int", "buffer_batch_size": "int", "steps_per_epoch": "int",
+    "lr": "float", "hidden_sizes": "list[int]", "discount": "float",
+    "target_update_tau": "float", "reward_scale": "float", "target_entropy": "float?",
+    "num_evaluation_episodes": "int", "evaluation_frequency": "int",
+    "policy_architecture": "str?", "Q_architecture": "str?", "include_task_id": "bool",
+    "policy_sampling_freq": "int", "sharing_quantile": "float", "layer_norm": "bool",
+    "vis_freq": "int", "kl_coeff": "list[float]", "qswitch_critic": "str",
+    "replay_buffer_size": "int?", "torch_threads": "int?", "sparse_tasks": "list[int]",
+    "eval_in_background": "bool", "log_dir": "str?",
+}
+
+
+def _check_value(key: str, value: Any, where: str) -> Any:
+    """The value if it has the key's type (ints are accepted as floats), else ExperimentError."""
+    kind = _KEY_TYPES.get(key)
+    if kind is None:
+        raise ExperimentError(f"{where}: unknown key {key!r}")
+    if kind.endswith("?"):
+        if value is None:
+            return None
+        kind = kind[:-1]
+
+    def is_int(x: Any) -> bool:
+        return isinstance(x, int) and not isinstance(x, bool)
+
+    ok = {
+        "int": is_int(value),
+        "float": is_int(value) or isinstance(value, float),
+        "bool": isinstance(value, bool),
+        "str": isinstance(value, str),
+        "list[int]": isinstance(value, list) and all(is_int(x) for x in value),
+        "list[float]": isinstance(value, list)
+        and all(is_int(x) or isinstance(x, float) for x in value),
+    }[kind]
+    if not ok:
+        raise ExperimentError(f"{where}: {key} must be {kind}, got {value!r}")
+    if kind == "float":
+        return float(value)
+    if kind == "list[float]":
+        return [float(x) for x in value]
+    return value
+
+
+def _read_yaml(path: str) -> Any:
+    try:
+        with open(path) as f:
+            return yaml.safe_load(f)
+    except OSError as error:
+        raise ExperimentError(f"cannot read config {path}: {error.strerror}") from error
+    except yaml.YAMLError as error:
+        raise ExperimentError(f"config {path} is not valid YAML") from error
+
+
+def read_config_file(path: str) -> dict[str, Any]:
+    """A user's --config FILE: a flat mapping of flag names to values, checked."""
+    data = _read_yaml(path)
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ExperimentError(f"config {path} must map flag names to values")
+    if "method" in data or "env" in data:
+        raise ExperimentError(f"config {path}: give the method and --env on the command line")
+    return {key: _check_value(key, value, f"config {path}") for key, value in data.items()}
+
+
+def env_config(env_id: str) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+    """The env's defaults and per-method overrides from configs/ENV.yaml (checked)."""
+    path = os.path.join(CONFIG_DIR, f"{env_id}.yaml")
+    if not os.path.exists(path):
+        return {}, {}
+    data = _read_yaml(path) or {}
+    unknown = set(data) - {"defaults", "methods"}
+    if unknown:
+        raise ExperimentError(f"config {path}: unknown sections {sorted(unknown)}")
+    defaults = {k: _check_value(k, v, f"config {path}")
+                for k, v in (data.get("defaults") or {}).items()}
+    methods = {}
+    for method, overrides in (data.get("methods") or {}).items():
+        if method not in METHODS:
+            raise ExperimentError(f"config {path}: unknown method {method!r}")
+        methods[method] = {k: _check_value(k, v, f"config {path}")
+                           for k, v in (overrides or {}).items()}
+    return defaults, methods
 
 
 def validate(c: ExperimentConfig) -> None:

@@ -192,7 +192,9 @@ def run_experiment(config: ExperimentConfig, log_dir: str, *, stdout: bool = Tru
     try:
         if stdout:
             print(f"{config.method} on {config.env} ({config.num_tasks} tasks), "
-                  f"seed {config.seed}, logging to {log_dir}", flush=True)
+                  f"seed {config.seed}, logging to {log_dir}\nresolved config:\n"
+                  + yaml.safe_dump(config.to_dict(), sort_keys=False, default_flow_style=None),
+                  flush=True)
         return trainer.train()
     finally:
         trainer.logger.close()

@@ -23,17 +23,17 @@ from experiment_utils import resolve_config
 from garage_experiments import run_experiment
 
 METHODS = ["dnc_sac", "qmp_dnc", "mtsac", "qmp_sac", "uds_dnc", "qmp_uds_dnc"]
-#: the README's per-method settings for Parameters methods on Jaco (spec 5.3)
-EXTRA = {("JacoReachMT5-v1", "mtsac"): ["--lr", "0.001", "--hidden_sizes", "512", "512"],
-         ("JacoReachMT5-v1", "qmp_sac"): ["--lr", "0.001", "--hidden_sizes", "512", "512"]}
+#: extra flags per (env, method); the per-method paper settings come from configs/ENV.yaml
+EXTRA: dict[tuple[str, str], list[str]] = {}
 
 
 def seconds_per_epoch(env_id: str, method: str, epochs: int, rounds: int | None
                       ) -> tuple[float, float, int, int]:
     """(steady-state seconds per paper epoch, seconds of the first epoch, paper epochs,
     env steps per paper epoch)."""
-    argv = [method, f"--env={env_id}", "--n_epochs", str(epochs), *EXTRA.get((env_id, method), [])]
-    paper = resolve_config(argv)
+    paper_argv = [method, f"--env={env_id}", *EXTRA.get((env_id, method), [])]
+    paper = resolve_config(paper_argv)
+    argv = [*paper_argv, "--n_epochs", str(epochs)]
     if rounds is not None:
         argv += ["--steps_per_epoch", str(rounds)]
     config = resolve_config(argv)

@@ -470,17 +470,6 @@ class JacoReachMT5Env(MultiTaskEnv):
         "stages_completed": ("StagesCompleted", "last"),
         "full_success": ("FullSuccessRate", "max"),
     }
-    default_hyperparameters: ClassVar[dict[str, Any]] = {
-        "n_epochs": 2000,
-        "batch_size": 1000,
-        "steps_per_epoch": 1,
-        "gradient_steps_per_itr": 1000,
-        "buffer_batch_size": 32,
-        "min_buffer_size": 10000,
-        "lr": 3e-4,
-        "hidden_sizes": [256, 256],
-        "num_evaluation_episodes": 50,
-    }
     metadata: ClassVar[dict[str, Any]] = {"render_modes": ["rgb_array"]}
 
     @property

@@ -313,17 +313,6 @@ class KitchenMTEasyEnv(MultiTaskEnv):
     task_options: ClassVar[tuple[str, ...]] = ("sparse_tasks",)
     metadata: ClassVar[dict[str, Any]] = {"render_modes": ["rgb_array"]}
 
-    default_hyperparameters: ClassVar[dict[str, Any]] = {
-        "n_epochs": 1000,  # the original's typo kept it at 1000; its figure shows 500 (5 M steps)
-        "batch_size": 2000,
-        "steps_per_epoch": 5,
-        "gradient_steps_per_itr": 500,
-        "buffer_batch_size": 1280,
-        "min_buffer_size": 2000,
-        "lr": 3e-4,
-        "hidden_sizes": [256, 256],
-        "num_evaluation_episodes": 50,
-    }
 
     def make_task_env(
         self,

@@ -267,17 +267,6 @@ class MazeLarge10Env(MultiTaskEnv):
     onehot_mode = "slice"
     episode_info_metrics: ClassVar[dict[str, tuple[str, str]]] = {}
     task_options: ClassVar[tuple[str, ...]] = ("sparse_tasks",)
-    default_hyperparameters: ClassVar[dict[str, Any]] = {
-        "n_epochs": 2000,
-        "batch_size": 6000,
-        "steps_per_epoch": 1,
-        "gradient_steps_per_itr": 1000,
-        "buffer_batch_size": 256,
-        "min_buffer_size": 3000,
-        "lr": 3e-4,
-        "hidden_sizes": [256, 256],
-        "num_evaluation_episodes": 100,
-    }
     metadata: ClassVar[dict[str, Any]] = {"render_modes": ["rgb_array"]}
 
     def __init__(

@@ -277,17 +277,6 @@ class MetaWorldCDSEnv(MultiTaskEnv):
     min_reward = 0.0
     onehot_mode = "zero"
     episode_info_metrics: ClassVar[dict[str, tuple[str, str]]] = {}
-    default_hyperparameters: ClassVar[dict[str, Any]] = {
-        "n_epochs": 500,
-        "batch_size": 2000,
-        "steps_per_epoch": 10,
-        "gradient_steps_per_itr": 200,
-        "buffer_batch_size": 256,
-        "min_buffer_size": 5000,
-        "lr": 1.5e-3,
-        "hidden_sizes": [256, 256],
-        "num_evaluation_episodes": 40,
-    }
 
     def make_task_env(
         self,

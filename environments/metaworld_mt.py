@@ -354,17 +354,6 @@ class MetaWorldMT10Env(_MetaWorldMTEnv):
     benchmark = "MT10"
     env_names = MT10_ENV_NAMES
     task_names = tuple(name.removesuffix("-v3") for name in MT10_ENV_NAMES)
-    default_hyperparameters: ClassVar[dict[str, Any]] = {
-        "n_epochs": 1000,
-        "batch_size": 5000,
-        "steps_per_epoch": 10,
-        "gradient_steps_per_itr": 500,
-        "buffer_batch_size": 2560,
-        "min_buffer_size": 5000,
-        "lr": 1.5e-3,
-        "hidden_sizes": [256, 256],
-        "num_evaluation_episodes": 100,
-    }
 
 
 class MetaWorldMT50Env(_MetaWorldMTEnv):
@@ -373,14 +362,3 @@ class MetaWorldMT50Env(_MetaWorldMTEnv):
     benchmark = "MT50"
     env_names = MT50_ENV_NAMES
     task_names = tuple(name.removesuffix("-v3") for name in MT50_ENV_NAMES)
-    default_hyperparameters: ClassVar[dict[str, Any]] = {
-        "n_epochs": 1000,
-        "batch_size": 25000,
-        "steps_per_epoch": 8,
-        "gradient_steps_per_itr": 2500,
-        "buffer_batch_size": 1280,
-        "min_buffer_size": 1500,
-        "lr": 3e-4,
-        "hidden_sizes": [400, 400],
-        "num_evaluation_episodes": 250,
-    }

@@ -42,8 +42,6 @@ class MultiTaskEnv(gym.Env):
     eval_copies_limit: ClassVar[int] = 16
     #: family options the command line may pass (e.g. "sparse_tasks"), as keyword arguments
     task_options: ClassVar[tuple[str, ...]] = ()
-    #: the paper's per-env hyper-parameters (spec 5.2), applied where the user gives no flag
-    default_hyperparameters: ClassVar[dict[str, Any]] = {}
 
     metadata: ClassVar[dict[str, Any]] = {"render_modes": ["rgb_array"]}
 

@@ -110,17 +110,6 @@ class PointReachMT4Env(MultiTaskEnv):
     min_reward = -1.0
     onehot_mode = "slice"
 
-    default_hyperparameters: ClassVar[dict[str, Any]] = {
-        "n_epochs": 30,
-        "batch_size": 400,
-        "steps_per_epoch": 2,
-        "gradient_steps_per_itr": 200,
-        "buffer_batch_size": 64,
-        "min_buffer_size": 500,
-        "lr": 1e-3,
-        "hidden_sizes": [64, 64],
-        "num_evaluation_episodes": 20,
-    }
 
     def make_task_env(
         self,

@@ -289,17 +289,6 @@ class Walker2dMT4Env(MultiTaskEnv):
     episode_info_metrics: ClassVar[dict[str, tuple[str, str]]] = {
         "x_velocity": ("Velocity", "mean")
     }
-    default_hyperparameters: ClassVar[dict[str, Any]] = {
-        "n_epochs": 2000,
-        "batch_size": 4000,
-        "steps_per_epoch": 1,
-        "gradient_steps_per_itr": 6000,
-        "buffer_batch_size": 32,
-        "min_buffer_size": 10000,
-        "lr": 3e-4,
-        "hidden_sizes": [256, 256],
-        "num_evaluation_episodes": 40,
-    }
     metadata: ClassVar[dict[str, Any]] = {"render_modes": ["rgb_array"]}
 
     def make_task_env(

@@ -29,6 +29,7 @@ from environments.jaco import (
     reach_action,
     solve_hand_ik,
 )
+from experiment_utils import env_config
 
 REACH_TASKS = [k for k in range(NUM_TASKS) if TASK_SEQUENCES[k] is not None]
 
@@ -78,7 +79,7 @@ def test_family_attributes(family: JacoReachMT5Env) -> None:
         "stages_completed": ("StagesCompleted", "last"),
         "full_success": ("FullSuccessRate", "max"),
     }
-    assert family.default_hyperparameters == {
+    assert env_config("JacoReachMT5-v1")[0] == {
         "n_epochs": 2000,
         "batch_size": 1000,
         "steps_per_epoch": 1,

@@ -18,6 +18,7 @@ from environments.kitchen import (
     KitchenTaskEnv,
     tolerance,
 )
+from experiment_utils import env_config
 
 N = 10
 # knob -> burner and switch -> light are coupled by joint equalities (knob = 174 x burner,
@@ -85,7 +86,7 @@ def test_family_attributes(family: KitchenMTEasyEnv) -> None:
     assert family.network_obs_dim() == 60
     assert family.network_obs_dim(include_task_id=True) == 70
     assert family.onehot_start == 60
-    hp = family.default_hyperparameters
+    hp = env_config("KitchenMTEasy-v0")[0]
     assert hp == {
         "n_epochs": 1000, "batch_size": 2000, "steps_per_epoch": 5,
         "gradient_steps_per_itr": 500, "buffer_batch_size": 1280, "min_buffer_size": 2000,

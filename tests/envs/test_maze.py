@@ -22,6 +22,7 @@ from environments.maze import (
     d4rl_to_robotics_xy,
     qpos_to_cell,
 )
+from experiment_utils import env_config
 
 # The spec's (D4RL's) LARGE_MAZE layout, row 0 at the top.
 SPEC_LAYOUT = """
@@ -166,7 +167,7 @@ def test_family_attributes(family: MazeLarge10Env) -> None:
     assert family.onehot_start == 4
     assert family.network_obs_dim() == 4
     assert family.network_obs_dim(include_task_id=True) == 14
-    assert family.default_hyperparameters == {
+    assert env_config("MazeLarge-10-v0")[0] == {
         "n_epochs": 2000,
         "batch_size": 6000,
         "steps_per_epoch": 1,

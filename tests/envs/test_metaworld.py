@@ -36,6 +36,7 @@ from environments.metaworld_mt import (
     benchmark_tasks,
     single_task_configs,
 )
+from experiment_utils import env_config
 
 HP_KEYS = {
     "n_epochs",
@@ -110,10 +111,10 @@ def test_cds_family_attributes() -> None:
     assert (fam.num_tasks, fam.obs_dim, fam.action_dim) == (4, 25, 4)
     assert fam.horizon == 500 and fam.min_reward == 0.0 and fam.onehot_mode == "zero"
     assert fam.onehot_start == 21 and fam.network_obs_dim() == 25
-    assert set(fam.default_hyperparameters) == HP_KEYS
-    assert fam.default_hyperparameters["batch_size"] == 2000
-    assert fam.default_hyperparameters["gradient_steps_per_itr"] == 200
-    assert fam.default_hyperparameters["num_evaluation_episodes"] == 40
+    assert set(env_config("MetaWorldCDS-v1")[0]) == HP_KEYS
+    assert env_config("MetaWorldCDS-v1")[0]["batch_size"] == 2000
+    assert env_config("MetaWorldCDS-v1")[0]["gradient_steps_per_itr"] == 200
+    assert env_config("MetaWorldCDS-v1")[0]["num_evaluation_episodes"] == 40
     assert fam.action_space.low.min() == -1.0 and fam.action_space.high.max() == 1.0
     fam.close()
 
@@ -368,7 +369,7 @@ def test_mt10_family() -> None:
     assert fam.task_names == MT10_TASKS
     assert (fam.num_tasks, fam.obs_dim, fam.action_dim, fam.onehot_start) == (10, 49, 4, 39)
     assert fam.horizon == 500 and fam.min_reward == 0.0 and fam.onehot_mode == "zero"
-    hp = fam.default_hyperparameters
+    hp = env_config("MetaWorldMT10-v2")[0]
     assert set(hp) == HP_KEYS
     assert (hp["n_epochs"], hp["batch_size"], hp["steps_per_epoch"]) == (1000, 5000, 10)
     assert (hp["gradient_steps_per_itr"], hp["buffer_batch_size"]) == (500, 2560)
@@ -408,7 +409,7 @@ def test_mt50_family() -> None:
     assert fam.task_names[:4] == ("assembly", "basketball", "bin-picking", "box-close")
     assert fam.task_names[-2:] == ("window-open", "window-close")
     assert (fam.num_tasks, fam.obs_dim, fam.action_dim, fam.onehot_start) == (50, 89, 4, 39)
-    hp = fam.default_hyperparameters
+    hp = env_config("MetaWorldMT50-v2")[0]
     assert set(hp) == HP_KEYS
     assert (hp["batch_size"], hp["steps_per_epoch"], hp["gradient_steps_per_itr"]) == (
         25000,

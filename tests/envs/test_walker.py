@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from environments.walker import HORIZON, Walker2dMT4Env, WalkerTaskEnv
+from experiment_utils import env_config
 
 FORWARD, BACKWARD, BALANCE, CRAWL = range(4)
 DT = 0.008
@@ -66,7 +67,7 @@ def test_family_attributes(family: Walker2dMT4Env) -> None:
     assert family.min_reward == 0.0
     assert family.onehot_mode == "zero"
     assert family.episode_info_metrics == {"x_velocity": ("Velocity", "mean")}
-    hp = family.default_hyperparameters
+    hp = env_config("Walker2dMT4-v0")[0]
     assert hp["n_epochs"] == 2000 and hp["batch_size"] == 4000 and hp["steps_per_epoch"] == 1
     assert hp["gradient_steps_per_itr"] == 6000 and hp["buffer_batch_size"] == 32
     assert hp["min_buffer_size"] == 10000 and hp["lr"] == 3e-4
