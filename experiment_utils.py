@@ -89,6 +89,8 @@ GLOBAL_DEFAULTS: dict[str, Any] = {
     "torch_threads": 1,
     "sparse_tasks": [],
     "eval_in_background": True,
+    "snapshot_gap": 1,
+    "keep_checkpoints": 1,
     "log_dir": None,
 }
 
@@ -125,6 +127,8 @@ class ExperimentConfig:
     torch_threads: int | None
     sparse_tasks: list[int]
     eval_in_background: bool
+    snapshot_gap: int
+    keep_checkpoints: int
     log_dir: str | None
     num_tasks: int = field(default=0)
 
@@ -204,6 +208,8 @@ def build_parser() -> argparse.ArgumentParser:
     a("--eval_in_background", type=_bool,
       help="evaluate in a worker process, overlapping the next epoch's training (default True;"
            " same numbers either way)")
+    a("--snapshot_gap", type=int, help="checkpoint every this many epochs (default 1)")
+    a("--keep_checkpoints", type=int, help="how many checkpoints to keep (default 1, the last)")
     a("--config", help="YAML file of flag values (keys as the flags, without --); flags given "
       "on the command line win")
     a("--log_dir", help="run folder (default: a fresh timestamped folder under data/)")
@@ -254,7 +260,8 @@ _KEY_TYPES: dict[str, str] = {
     "policy_sampling_freq": "int", "sharing_quantile": "float", "layer_norm": "bool",
     "vis_freq": "int", "kl_coeff": "list[float]", "qswitch_critic": "str",
     "replay_buffer_size": "int?", "torch_threads": "int?", "sparse_tasks": "list[int]",
-    "eval_in_background": "bool", "log_dir": "str?",
+    "eval_in_background": "bool", "log_dir": "str?", "snapshot_gap": "int",
+    "keep_checkpoints": "int",
 }
 
 
@@ -337,7 +344,7 @@ def validate(c: ExperimentConfig) -> None:
     spec = c.spec
     positive = ("n_epochs", "batch_size", "gradient_steps_per_itr", "buffer_batch_size",
                 "steps_per_epoch", "evaluation_frequency", "policy_sampling_freq",
-                "replay_buffer_size")
+                "replay_buffer_size", "snapshot_gap", "keep_checkpoints")
     for name in positive:
         if getattr(c, name) < 1:
             raise ExperimentError(f"--{name} must be positive, got {getattr(c, name)}")
@@ -405,6 +412,24 @@ def _validate_architectures(c: ExperimentConfig) -> None:
 def env_options(c: ExperimentConfig) -> dict[str, Any]:
     """Keyword arguments of the env family that come from flags."""
     return {"sparse_tasks": tuple(c.sparse_tasks)} if c.sparse_tasks else {}
+
+
+def load_run_config(run_dir: str) -> ExperimentConfig:
+    """The resolved config a run folder was started with (checked like a new one)."""
+    path = os.path.join(run_dir, "config.yaml")
+    if not os.path.isdir(run_dir):
+        raise ExperimentError(f"--snapshot_dir {run_dir} is not a folder")
+    if not os.path.exists(path):
+        raise ExperimentError(f"{run_dir} is not a run folder (no config.yaml)")
+    data = _read_yaml(path)
+    if not isinstance(data, dict):
+        raise ExperimentError(f"{path} is not a run config")
+    try:
+        config = ExperimentConfig(**data)
+    except TypeError as error:
+        raise ExperimentError(f"{path} is not a run config of this version") from error
+    validate(config)
+    return config
 
 
 def check_memory(c: ExperimentConfig, obs_dim: int, action_dim: int) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import os
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -16,8 +17,21 @@ import torch
 import yaml
 
 import environments
-from experiment_utils import ExperimentConfig, check_memory, env_options, set_seed
+from experiment_utils import (
+    ExperimentConfig,
+    ExperimentError,
+    check_memory,
+    env_options,
+    load_run_config,
+    set_seed,
+)
 from learning.behaviour import Behaviour, OwnPolicy, QSwitch
+from learning.checkpoint import (
+    CheckpointError,
+    checkpoint_paths,
+    load_checkpoint,
+    save_checkpoint,
+)
 from learning.evaluation import (
     BackgroundEvaluation,
     Evaluator,
@@ -32,7 +46,7 @@ from learning.runtime import configure_runtime
 from learning.sac import MultiTaskSAC, SACConfig
 from learning.sampler import Collector, EpisodeTracker, TaskVectorEnv
 from learning.task_networks import Architecture, TaskPolicy, TwinCritic
-from learning.trainer import Schedule, Trainer, save_snapshot
+from learning.trainer import Schedule, Trainer
 from learning.video import record_videos
 
 #: evaluation envs are seeded apart from the training envs
@@ -101,8 +115,10 @@ def _evaluation_worker(conn: Any, config_dict: dict[str, Any]) -> None:
     serve_evaluations(conn, evaluation, {"policy": policy, "critic": critic})
 
 
-def build_trainer(config: ExperimentConfig, log_dir: str, *, stdout: bool = True) -> Trainer:
-    """Everything one run needs, seeded from config.seed."""
+def build_trainer(config: ExperimentConfig, log_dir: str, *, stdout: bool = True,
+                  resume_epoch: int | None = None) -> Trainer:
+    """Everything one run needs, seeded from config.seed (`resume_epoch`: the run folder already
+    holds this run up to that epoch; its logs are continued, see `resume_experiment`)."""
     configure_runtime(config.torch_threads)
     set_seed(config.seed)
     spec = config.spec
@@ -155,10 +171,10 @@ def build_trainer(config: ExperimentConfig, log_dir: str, *, stdout: bool = True
     else:
         evaluation = build_inline_evaluation(config, family, policy, critic)
 
-    logger = RunLogger(log_dir, stdout=stdout)
-    with open(os.path.join(log_dir, "config.yaml"), "w") as f:
-        yaml.safe_dump(config.to_dict(), f, sort_keys=False)
-    snapshot_path = os.path.join(log_dir, "snapshot.pt")
+    logger = RunLogger(log_dir, stdout=stdout, resume_epoch=resume_epoch)
+    if resume_epoch is None:
+        with open(os.path.join(log_dir, "config.yaml"), "w") as f:
+            yaml.safe_dump(config.to_dict(), f, sort_keys=False)
 
     def videos(epoch: int) -> list[str]:
         behaviours = {"own": OwnPolicy(policy)}
@@ -167,9 +183,10 @@ def build_trainer(config: ExperimentConfig, log_dir: str, *, stdout: bool = True
         return record_videos(family, behaviours, split, log_dir, epoch,
                              seed=config.seed + EVAL_SEED_OFFSET)
 
-    def snapshot(epoch: int) -> None:
-        save_snapshot(snapshot_path, {"epoch": epoch, "config": config.to_dict(),
-                                      **sac.state_dict()})
+    def snapshot(epoch: int, state: dict[str, Any]) -> None:
+        if (epoch + 1) % config.snapshot_gap == 0 or epoch == config.n_epochs - 1:
+            save_checkpoint(log_dir, epoch, {"config": config.to_dict(), **state},
+                            keep=config.keep_checkpoints)
 
     return Trainer(
         schedule=Schedule(config.n_epochs, config.steps_per_epoch, config.batch_size,
@@ -182,6 +199,7 @@ def build_trainer(config: ExperimentConfig, log_dir: str, *, stdout: bool = True
         snapshot_state=snapshot,
         videos=videos,
         vis_freq=config.vis_freq,
+        exact_env_state=family.exact_resume,
     )
 
 
@@ -189,6 +207,43 @@ def run_experiment(config: ExperimentConfig, log_dir: str, *, stdout: bool = Tru
                    ) -> dict[str, Any]:
     """Train, evaluate and log one run; returns the last epoch's metrics."""
     trainer = build_trainer(config, log_dir, stdout=stdout)
+    return _train(trainer, config, log_dir, stdout)
+
+
+def resume_experiment(run_dir: str, *, n_epochs: int | None = None, stdout: bool = True
+                      ) -> tuple[ExperimentConfig, dict[str, Any]]:
+    """Continue a run from its newest checkpoint (`n_epochs` may extend it)."""
+    config = load_run_config(run_dir)
+    paths = checkpoint_paths(run_dir)
+    if not paths:
+        raise ExperimentError(f"{run_dir} has no checkpoint to resume from")
+    try:
+        state = load_checkpoint(paths[-1])
+    except CheckpointError as error:
+        raise ExperimentError(str(error)) from error
+    if {**state["config"], "n_epochs": 0} != {**config.to_dict(), "n_epochs": 0}:
+        raise ExperimentError(f"{run_dir}/config.yaml does not match its checkpoint; "
+                              "refusing to resume with a changed configuration")
+    if n_epochs is not None:
+        if n_epochs <= int(state["epoch"]):
+            raise ExperimentError(f"--n_epochs {n_epochs}: the run already has "
+                                  f"{int(state['epoch']) + 1} epochs")
+        config = replace(config, n_epochs=n_epochs)
+    elif int(state["epoch"]) + 1 >= config.n_epochs and state["trainer"]["pending"] is None:
+        raise ExperimentError(f"{run_dir} already finished its {config.n_epochs} epochs; "
+                              "pass --n_epochs to extend it")
+    pending = state["trainer"]["pending"]
+    resume_epoch = int(pending["Epoch"]) if pending is not None else int(state["epoch"]) + 1
+    trainer = build_trainer(config, run_dir, stdout=stdout, resume_epoch=resume_epoch)
+    trainer.load_state_dict(state)
+    if n_epochs is not None:
+        with open(os.path.join(run_dir, "config.yaml"), "w") as f:
+            yaml.safe_dump(config.to_dict(), f, sort_keys=False)
+    return config, _train(trainer, config, run_dir, stdout)
+
+
+def _train(trainer: Trainer, config: ExperimentConfig, log_dir: str, stdout: bool
+           ) -> dict[str, Any]:
     try:
         if stdout:
             print(f"{config.method} on {config.env} ({config.num_tasks} tasks), "

@@ -17,7 +17,38 @@ def _error(message: object) -> int:
     return 2
 
 
+def _resume(argv: list[str]) -> int:
+    """`run.py resume --snapshot_dir RUN_DIR [--n_epochs N]`: continue a stopped run."""
+    import argparse
+
+    from experiment_utils import ExperimentError
+
+    class Parser(argparse.ArgumentParser):
+        def error(self, message: str) -> None:  # type: ignore[override]
+            raise ExperimentError(message + " (resume takes --snapshot_dir and --n_epochs only;"
+                                  " a run's other settings cannot change)")
+
+    parser = Parser(prog="run.py resume")
+    parser.add_argument("--snapshot_dir", required=True, help="the run folder to continue")
+    parser.add_argument("--n_epochs", type=int, help="train up to this many epochs in total")
+    try:
+        args = parser.parse_args(argv)
+        from garage_experiments import final_summary, resume_experiment
+
+        config, metrics = resume_experiment(args.snapshot_dir, n_epochs=args.n_epochs)
+    except ExperimentError as error:
+        return _error(error)
+    except KeyboardInterrupt:
+        print(f"\ninterrupted; the last checkpoint is in {args.snapshot_dir}", file=sys.stderr)
+        return 130
+    print(final_summary(metrics, config.num_tasks, config.spec.qmp))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["resume"]:
+        return _resume(argv[1:])
     try:
         config = resolve_config(argv)
         log_dir = make_log_dir(config)

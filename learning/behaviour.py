@@ -67,6 +67,12 @@ class QSwitch:
         self.sampling_freq = sampling_freq
         self._current = torch.zeros(0, dtype=torch.long)
 
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return {"current": self._current.clone()}
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        self._current = state["current"].clone()
+
     def scores(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Q_i of every proposal j at observation (r, i): (R, N_i, N_j), with the proposals'
         pre-tanh means and log-stds (N_j, R, N_i, A)."""

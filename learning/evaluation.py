@@ -180,7 +180,10 @@ def serve_evaluations(conn: Any, evaluation: InlineEvaluation,
                       modules: dict[str, torch.nn.Module]) -> None:
     """Worker loop: load the weights of each request, evaluate, answer; stop on None."""
     while True:
-        request = conn.recv()
+        try:
+            request = conn.recv()
+        except (EOFError, OSError):  # the training process is gone
+            break
         if request is None:
             break
         epoch, weights = request

@@ -39,6 +39,8 @@ class TransitionBatch:
 class MultiTaskReplayBuffer:
     """N FIFO buffers of `capacity` transitions each."""
 
+    _ARRAYS = ("obs", "next_obs", "actions", "rewards", "terminals", "acting_policy")
+
     def __init__(
         self, num_tasks: int, capacity: int, obs_dim: int, action_dim: int, seed: int
     ) -> None:
@@ -88,6 +90,22 @@ class MultiTaskReplayBuffer:
         self.acting_policy[:, p] = acting_policy
         self.ptr = (p + 1) % self.capacity
         self.size = min(self.size + 1, self.capacity)
+
+    def state_dict(self) -> dict[str, object]:
+        """The filled part of the buffers, the write position and the sampling RNG."""
+        n = self.size
+        arrays = {name: getattr(self, name)[:, :n].copy() for name in self._ARRAYS}
+        return {"arrays": arrays, "ptr": self.ptr, "size": n,
+                "rng": self.rng.bit_generator.state}
+
+    def load_state_dict(self, state: dict[str, object]) -> None:
+        n = int(state["size"])  # type: ignore[arg-type]
+        if n > self.capacity:
+            raise ValueError(f"checkpoint holds {n} transitions per task, capacity {self.capacity}")
+        for name, values in state["arrays"].items():  # type: ignore[attr-defined]
+            getattr(self, name)[:, :n] = values
+        self.ptr, self.size = int(state["ptr"]), n  # type: ignore[arg-type]
+        self.rng.bit_generator.state = state["rng"]
 
     def _gather(
         self, tasks: np.ndarray, index: np.ndarray, learners: np.ndarray

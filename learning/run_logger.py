@@ -3,10 +3,15 @@
 Metric names follow the original (`Evaluation/SuccessRate`, `Evaluation/Task{k}/...`,
 `Train/LocalPolicy{i}/...`). The key set is fixed by the first epoch; a later epoch that lacks a
 key (e.g. no evaluation that epoch) records NaN, so progress.csv keeps one schema.
+
+A resumed run reopens the same files: progress.csv keeps its rows before the resume epoch and
+appends (dowel's CsvOutput would rewrite the file with its columns in a per-process order), and
+TensorBoard purges the events at and after the resume epoch, so no epoch appears twice.
 """
 
 from __future__ import annotations
 
+import csv
 import logging
 import math
 import os
@@ -18,6 +23,7 @@ from typing import Any, TextIO
 import dowel
 import numpy as np
 import tabulate
+import tensorboardX
 
 from learning.sampler import Episode
 
@@ -55,21 +61,93 @@ class SummaryStdOutput(dowel.LogOutput):
         self.stream.flush()
 
 
-class RunLogger:
-    """All outputs of one run, under `log_dir`."""
+class ProgressCsvOutput(dowel.LogOutput):
+    """progress.csv with a fixed column order; on resume, keeps the rows before `resume_epoch`
+    and appends after them."""
 
-    def __init__(self, log_dir: str, *, stdout: bool = True, tensorboard: bool = True) -> None:
+    def __init__(self, path: str, resume_epoch: int | None = None) -> None:
+        self.path = path
+        self.fieldnames: list[str] | None = None
+        if resume_epoch is not None and os.path.exists(path):
+            with open(path, newline="") as f:
+                reader = csv.DictReader(f)
+                self.fieldnames = list(reader.fieldnames or []) or None
+                kept = [r for r in reader if float(r["Epoch"]) < resume_epoch]
+            with open(path, "w", newline="") as f:
+                if self.fieldnames:
+                    writer = csv.DictWriter(f, fieldnames=self.fieldnames)
+                    writer.writeheader()
+                    writer.writerows(kept)
+            self._file = open(path, "a", newline="")
+        else:
+            self._file = open(path, "w", newline="")
+        self._writer = (None if self.fieldnames is None
+                        else csv.DictWriter(self._file, fieldnames=self.fieldnames))
+
+    @property
+    def types_accepted(self) -> tuple[type, ...]:
+        return (dowel.TabularInput,)
+
+    def record(self, data: Any, prefix: str = "") -> None:
+        row = data.as_primitive_dict
+        if self._writer is None:
+            self.fieldnames = list(row)
+            self._writer = csv.DictWriter(self._file, fieldnames=self.fieldnames)
+            self._writer.writeheader()
+        self._writer.writerow(row)
+        data.mark_all()
+
+    def dump(self, step: int | None = None) -> None:
+        self._file.flush()
+
+    def close(self) -> None:
+        if not self._file.closed:
+            self._file.close()
+
+
+class TensorBoardScalars(dowel.LogOutput):
+    """Scalars to TensorBoard with the epoch as step; `purge_step` hides a killed run's events
+    from the resume epoch on."""
+
+    def __init__(self, log_dir: str, purge_step: int | None = None) -> None:
+        self._writer = tensorboardX.SummaryWriter(log_dir, purge_step=purge_step)
+        self._pending: dict[str, float] = {}
+
+    @property
+    def types_accepted(self) -> tuple[type, ...]:
+        return (dowel.TabularInput,)
+
+    def record(self, data: Any, prefix: str = "") -> None:
+        self._pending.update(data.as_primitive_dict)
+
+    def dump(self, step: int | None = None) -> None:
+        for key, value in self._pending.items():
+            self._writer.add_scalar(key, value, step)
+        self._pending.clear()
+        self._writer.flush()
+
+    def close(self) -> None:
+        self._writer.close()
+
+
+class RunLogger:
+    """All outputs of one run, under `log_dir` (`resume_epoch`: continue a run from that epoch)."""
+
+    def __init__(self, log_dir: str, *, stdout: bool = True, tensorboard: bool = True,
+                 resume_epoch: int | None = None) -> None:
         self.log_dir = log_dir
         self.logger = dowel.Logger()
         self.logger.disable_warnings()
         self.tabular = dowel.TabularInput()
-        self.logger.add_output(dowel.CsvOutput(os.path.join(log_dir, "progress.csv")))
-        self.logger.add_output(dowel.TextOutput(os.path.join(log_dir, "debug.log")))
+        self.csv = ProgressCsvOutput(os.path.join(log_dir, "progress.csv"), resume_epoch)
+        self.logger.add_output(self.csv)
+        self.logger.add_output(dowel.TextOutput(os.path.join(log_dir, "debug.log"),
+                                                with_timestamp=True))
         if tensorboard:
-            self.logger.add_output(dowel.TensorBoardOutput(log_dir))
+            self.logger.add_output(TensorBoardScalars(log_dir, purge_step=resume_epoch))
         if stdout:
             self.logger.add_output(SummaryStdOutput())
-        self._schema: list[str] | None = None
+        self._schema: list[str] | None = self.csv.fieldnames
 
     def record(self, key: str, value: float) -> None:
         self.tabular.record(key, float(value))

@@ -150,6 +150,15 @@ class MultiTaskSAC:
             "alpha_optimizer": self.alpha_optimizer.state_dict(),
         }
 
+    def load_state_dict(self, state: dict[str, object]) -> None:
+        self.policy.load_state_dict(state["policy"])  # type: ignore[arg-type]
+        self.critic.load_state_dict(state["critic"])  # type: ignore[arg-type]
+        self.target_critic.load_state_dict(state["target_critic"])  # type: ignore[arg-type]
+        with torch.no_grad():
+            self.log_alpha.copy_(state["log_alpha"])  # type: ignore[arg-type]
+        for name in ("policy_optimizer", "critic_optimizer", "alpha_optimizer"):
+            getattr(self, name).load_state_dict(state[name])
+
     def update(self, batch: TransitionBatch, kl_obs: torch.Tensor | None = None) -> None:
         """One gradient step of critics, actor and temperature on `batch` for every task."""
         cfg = self.config

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from learning.behaviour import Behaviour
+from learning.env_state import load_env, save_env
 from learning.replay_buffer import MultiTaskReplayBuffer
 
 #: maps raw observations (..., obs_dim) to network inputs
@@ -151,6 +152,19 @@ class EpisodeTracker:
         self._extras[k] = {}
         return episode
 
+    def state_dict(self) -> dict[str, object]:
+        return {"ret": self._ret.copy(), "disc_ret": self._disc_ret.copy(),
+                "len": self._len.copy(), "success": self._success.copy(),
+                "extras": [dict(x) for x in self._extras], "finished": list(self.finished)}
+
+    def load_state_dict(self, state: dict[str, object]) -> None:
+        self._ret[:] = state["ret"]
+        self._disc_ret[:] = state["disc_ret"]
+        self._len[:] = state["len"]
+        self._success[:] = state["success"]
+        self._extras = [dict(x) for x in state["extras"]]  # type: ignore[attr-defined]
+        self.finished = list(state["finished"])  # type: ignore[call-overload]
+
     def pop_finished(self) -> list[Episode]:
         done, self.finished = self.finished, []
         return done
@@ -192,6 +206,36 @@ class Collector:
             self.mixture_counts[self._rows, acting] += 1
             obs_net = self.split(venv.obs) if step.ended.any() else next_net
         self.total_env_steps += steps_per_task * venv.num_envs
+
+    def state_dict(self, exact_envs: bool) -> dict[str, object]:
+        """Everything collection needs to continue exactly: env states (when the family can be
+        restored exactly), current observations, episode accumulators, counters."""
+        venv = self.venv
+        behaviour_state = getattr(self.behaviour, "state_dict", lambda: None)()
+        return {
+            "envs": [save_env(env) for env in venv.envs] if exact_envs else None,
+            "obs": venv.obs.copy(),
+            "steps_in_episode": venv.steps_in_episode.copy(),
+            "tracker": self.tracker.state_dict(),
+            "mixture_counts": self.mixture_counts.copy(),
+            "total_env_steps": self.total_env_steps,
+            "behaviour": behaviour_state,
+        }
+
+    def load_state_dict(self, state: dict[str, object]) -> None:
+        venv = self.venv
+        self.total_env_steps = int(state["total_env_steps"])  # type: ignore[arg-type]
+        if state["envs"] is None:  # not restorable exactly: start fresh episodes
+            venv.reset_all()
+            return
+        venv.envs = [load_env(blob, fresh)
+                     for blob, fresh in zip(state["envs"], venv.envs, strict=True)]  # type: ignore[arg-type]
+        venv.obs[:] = state["obs"]
+        venv.steps_in_episode[:] = state["steps_in_episode"]
+        self.tracker.load_state_dict(state["tracker"])  # type: ignore[arg-type]
+        self.mixture_counts[:] = state["mixture_counts"]
+        if state["behaviour"] is not None:
+            self.behaviour.load_state_dict(state["behaviour"])  # type: ignore[attr-defined]
 
     def reset_counts(self) -> np.ndarray:
         counts, self.mixture_counts = self.mixture_counts, np.zeros_like(self.mixture_counts)

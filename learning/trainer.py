@@ -10,7 +10,7 @@ written once its evaluation returns (during the next epoch); rows always appear 
 from __future__ import annotations
 
 import math
-import os
+import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -53,9 +53,10 @@ class Trainer:
         evaluation: InlineEvaluation | BackgroundEvaluation,
         logger: RunLogger,
         log_mixture: bool,
-        snapshot_state: Any = None,
+        snapshot_state: Callable[[int, dict[str, Any]], None] | None = None,
         videos: Callable[[int], list[str]] | None = None,
         vis_freq: int = -1,
+        exact_env_state: bool = True,
     ) -> None:
         self.schedule = schedule
         self.learner = learner
@@ -66,13 +67,48 @@ class Trainer:
         self.snapshot_state = snapshot_state
         self.videos = videos
         self.vis_freq = vis_freq
+        self.exact_env_state = exact_env_state
+        self.start_epoch = 0
+        self._pending: dict[str, float] | None = None  # a row waiting for its evaluation
+        self._time_offset = 0.0
         self.num_tasks = learner.num_tasks
         self.last_metrics: dict[str, float] = {}
 
+    def state_dict(self, epoch: int, pending: dict[str, float] | None, elapsed: float
+                   ) -> dict[str, Any]:
+        """Everything needed to continue after `epoch` exactly as if never stopped."""
+        return {
+            "sac": self.learner.sac.state_dict(),
+            "buffer": self.learner.buffer.state_dict(),
+            "learner": {"gradient_steps": self.learner.gradient_steps},
+            "collector": self.collector.state_dict(self.exact_env_state),
+            "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state(),
+                    "python": random.getstate()},
+            "trainer": {"pending": pending, "time": elapsed},
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continue from a checkpoint taken after epoch `state["epoch"]`."""
+        self.learner.sac.load_state_dict(state["sac"])
+        self.learner.buffer.load_state_dict(state["buffer"])
+        self.learner.gradient_steps = int(state["learner"]["gradient_steps"])
+        self.collector.load_state_dict(state["collector"])
+        torch.set_rng_state(state["rng"]["torch"])
+        np.random.set_state(state["rng"]["numpy"])
+        random.setstate(state["rng"]["python"])
+        self.start_epoch = int(state["epoch"]) + 1
+        self._pending = state["trainer"]["pending"]
+        self._time_offset = float(state["trainer"]["time"])
+
     def train(self) -> dict[str, float]:
-        start = time.perf_counter()
-        pending: dict[str, float] | None = None  # a row waiting for its background evaluation
-        for epoch in range(self.schedule.n_epochs):
+        start = time.perf_counter() - self._time_offset
+        pending = self._pending
+        if pending is not None:  # its evaluation was lost with the stopped run: redo it
+            self.evaluation.start(int(pending["Epoch"]))
+            if not self.evaluation.background:
+                self._write_row(pending, self.evaluation.finish())
+                pending = None
+        for epoch in range(self.start_epoch, self.schedule.n_epochs):
             epoch_start = time.perf_counter()
             for _ in range(self.schedule.steps_per_epoch):
                 steps = self.learner.steps_to_collect(self.schedule.batch_size)
@@ -102,7 +138,8 @@ class Trainer:
                 for path in self.videos(epoch):
                     self.logger.text(f"video: {path}")
             if self.snapshot_state is not None:
-                self.snapshot_state(epoch)
+                self.snapshot_state(epoch, self.state_dict(epoch, pending,
+                                                           time.perf_counter() - start))
         if pending is not None:
             self._write_row(pending, self.evaluation.finish())
         return self.last_metrics
@@ -157,10 +194,3 @@ class Trainer:
 
 def _mean(values: list[Any]) -> float:
     return float(np.mean(values)) if len(values) else math.nan
-
-
-def save_snapshot(path: str, state: dict[str, Any]) -> None:
-    """Write `state` with torch.save atomically: a crash mid-write leaves the old file intact."""
-    tmp = path + ".tmp"
-    torch.save(state, tmp)
-    os.replace(tmp, path)

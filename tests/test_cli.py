@@ -58,7 +58,8 @@ def test_every_method_runs_and_logs(method: str, tiny_flags: list[str], tmp_path
                     float(r[f"Train/LocalPolicy{i}/Policy{i}Prob"]))
     if "uds" in method:
         assert 0.0 <= float(rows[1]["Train/LocalPolicy0/SharedData"]) <= 1.0
-    assert (log_dir / "config.yaml").exists() and (log_dir / "snapshot.pt").exists()
+    assert (log_dir / "config.yaml").exists()
+    assert any(p.startswith("checkpoint_epoch") for p in os.listdir(log_dir))
     assert any(name.startswith("events.out.tfevents") for name in os.listdir(log_dir))
 
 

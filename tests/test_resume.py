@@ -1,0 +1,127 @@
+"""Checkpoints and exact resume: a run stopped (or killed with SIGKILL at a random moment) and
+resumed writes exactly the progress.csv of the same run never interrupted (time columns aside)."""
+
+from __future__ import annotations
+
+import csv
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+import run
+from learning.checkpoint import CheckpointError, checkpoint_paths, load_checkpoint
+
+ROOT = Path(__file__).resolve().parent.parent
+FLAGS = ["--batch_size", "120", "--min_buffer_size", "60", "--gradient_steps_per_itr", "40",
+         "--buffer_batch_size", "16", "--hidden_sizes", "32", "32",
+         "--num_evaluation_episodes", "8", "--steps_per_epoch", "2", "--seed", "5"]
+
+
+def _rows(log_dir: Path) -> list[dict[str, str]]:
+    with open(log_dir / "progress.csv") as f:
+        return [{k: v for k, v in r.items() if k not in ("Time", "ItrTime")}
+                for r in csv.DictReader(f)]
+
+
+def test_stop_and_resume_in_process_is_exact(tmp_path: Path) -> None:
+    flags = [*FLAGS, "--eval_in_background", "False"]
+    assert run.main(["qmp_dnc", *flags, "--n_epochs", "5", "--log_dir",
+                     str(tmp_path / "whole")]) == 0
+    assert run.main(["qmp_dnc", *flags, "--n_epochs", "2", "--log_dir",
+                     str(tmp_path / "parts")]) == 0
+    assert run.main(["resume", "--snapshot_dir", str(tmp_path / "parts"),
+                     "--n_epochs", "5"]) == 0
+    assert _rows(tmp_path / "parts") == _rows(tmp_path / "whole")
+    assert len(checkpoint_paths(str(tmp_path / "parts"))) == 1  # only the last is kept
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", ["qmp_dnc", "mtsac"])
+def test_sigkill_at_a_random_moment_then_resume_is_exact(method: str, tmp_path: Path) -> None:
+    """A real process killed with SIGKILL mid-run (evaluation in a background worker)."""
+    cmd = [sys.executable, "run.py", method, *FLAGS, "--n_epochs", "7"]
+    whole, killed = tmp_path / "whole", tmp_path / "killed"
+    subprocess.run([*cmd, "--log_dir", str(whole)], cwd=ROOT, check=True,
+                   capture_output=True, timeout=300)
+    proc = subprocess.Popen([*cmd, "--log_dir", str(killed)], cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    rng = random.Random(os.getpid())
+    target = rng.randint(0, 4)  # kill after a random epoch's checkpoint, at a random instant
+
+    def checkpointed_epoch() -> int:
+        paths = checkpoint_paths(str(killed))
+        return int(paths[-1][-8:-3]) if paths else -1
+
+    deadline = time.time() + 120
+    while checkpointed_epoch() < target and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    time.sleep(rng.uniform(0.0, 0.5))
+    if proc.poll() is not None:
+        pytest.skip("the run finished before it could be killed (machine too fast)")
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    stopped_at = len(_rows(killed))
+    resumed = subprocess.run([sys.executable, "run.py", "resume", "--snapshot_dir",
+                              str(killed)], cwd=ROOT, capture_output=True, text=True,
+                             timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    print(f"killed after {stopped_at} rows; resumed to {len(_rows(killed))} rows")
+    assert _rows(killed) == _rows(whole)
+
+
+def test_truncated_checkpoint_is_detected(tmp_path: Path,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    log_dir = tmp_path / "r"
+    assert run.main(["dnc_sac", *FLAGS, "--n_epochs", "1", "--eval_in_background", "False",
+                     "--log_dir", str(log_dir)]) == 0
+    path = checkpoint_paths(str(log_dir))[-1]
+    data = Path(path).read_bytes()
+    Path(path).write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError):
+        load_checkpoint(path)
+    assert run.main(["resume", "--snapshot_dir", str(log_dir), "--n_epochs", "3"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "corrupt or truncated" in err
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["--snapshot_dir", "/nonexistent/run"], "not a folder"),
+    (["--snapshot_dir", "{tmp}", "--lr", "0.1"], "cannot change"),
+    (["--n_epochs", "3"], "--snapshot_dir"),
+])
+def test_bad_resume_requests(argv: list[str], message: str, tmp_path: Path,
+                             capsys: pytest.CaptureFixture[str]) -> None:
+    argv = [a.replace("{tmp}", str(tmp_path)) for a in argv]
+    assert run.main(["resume", *argv]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and message in err, err
+
+
+def test_resume_refuses_a_changed_config_and_a_finished_run(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    log_dir = tmp_path / "r"
+    assert run.main(["dnc_sac", *FLAGS, "--n_epochs", "1", "--eval_in_background", "False",
+                     "--log_dir", str(log_dir)]) == 0
+    assert run.main(["resume", "--snapshot_dir", str(log_dir)]) == 2
+    assert "already finished" in capsys.readouterr().err
+    config = (log_dir / "config.yaml").read_text().replace("lr: 0.001", "lr: 0.002")
+    (log_dir / "config.yaml").write_text(config)
+    assert run.main(["resume", "--snapshot_dir", str(log_dir), "--n_epochs", "2"]) == 2
+    assert "does not match its checkpoint" in capsys.readouterr().err
+
+
+def test_checkpoint_holds_the_buffers_compactly(tmp_path: Path) -> None:
+    log_dir = tmp_path / "r"
+    assert run.main(["dnc_sac", *FLAGS, "--n_epochs", "1", "--eval_in_background", "False",
+                     "--log_dir", str(log_dir)]) == 0
+    state = load_checkpoint(checkpoint_paths(str(log_dir))[-1])
+    obs = state["buffer"]["arrays"]["obs"]
+    assert obs.shape[:2] == (4, state["buffer"]["size"])  # only the filled part
+    assert isinstance(state["rng"]["torch"], torch.Tensor)
