@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import importlib.util
 import os
 import random
 from dataclasses import asdict, dataclass, field
@@ -91,6 +92,7 @@ GLOBAL_DEFAULTS: dict[str, Any] = {
     "eval_in_background": True,
     "snapshot_gap": 1,
     "keep_checkpoints": 1,
+    "wandb": False,
     "log_dir": None,
 }
 
@@ -129,6 +131,7 @@ class ExperimentConfig:
     eval_in_background: bool
     snapshot_gap: int
     keep_checkpoints: int
+    wandb: bool
     log_dir: str | None
     num_tasks: int = field(default=0)
 
@@ -210,6 +213,8 @@ def build_parser() -> argparse.ArgumentParser:
            " same numbers either way)")
     a("--snapshot_gap", type=int, help="checkpoint every this many epochs (default 1)")
     a("--keep_checkpoints", type=int, help="how many checkpoints to keep (default 1, the last)")
+    a("--wandb", type=_bool, help="also log to Weights & Biases (needs `pip install wandb`; "
+      "offline unless WANDB_MODE=online)")
     a("--config", help="YAML file of flag values (keys as the flags, without --); flags given "
       "on the command line win")
     a("--log_dir", help="run folder (default: a fresh timestamped folder under data/)")
@@ -261,7 +266,7 @@ _KEY_TYPES: dict[str, str] = {
     "vis_freq": "int", "kl_coeff": "list[float]", "qswitch_critic": "str",
     "replay_buffer_size": "int?", "torch_threads": "int?", "sparse_tasks": "list[int]",
     "eval_in_background": "bool", "log_dir": "str?", "snapshot_gap": "int",
-    "keep_checkpoints": "int",
+    "keep_checkpoints": "int", "wandb": "bool",
 }
 
 
@@ -381,6 +386,8 @@ def validate(c: ExperimentConfig) -> None:
         raise ExperimentError(f"{c.method} shares data between tasks and needs >= 2 tasks")
     if c.torch_threads is not None and c.torch_threads < 1:
         raise ExperimentError("--torch_threads must be positive")
+    if c.wandb and importlib.util.find_spec("wandb") is None:
+        raise ExperimentError("--wandb True needs the wandb package: pip install wandb")
     if c.sparse_tasks:
         if "sparse_tasks" not in environments.env_class(c.env).task_options:
             raise ExperimentError(f"--sparse_tasks is not an option of {c.env}")

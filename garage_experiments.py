@@ -171,7 +171,8 @@ def build_trainer(config: ExperimentConfig, log_dir: str, *, stdout: bool = True
     else:
         evaluation = build_inline_evaluation(config, family, policy, critic)
 
-    logger = RunLogger(log_dir, stdout=stdout, resume_epoch=resume_epoch)
+    logger = RunLogger(log_dir, stdout=stdout, resume_epoch=resume_epoch,
+                       wandb_config=config.to_dict() if config.wandb else None)
     if resume_epoch is None:
         with open(os.path.join(log_dir, "config.yaml"), "w") as f:
             yaml.safe_dump(config.to_dict(), f, sort_keys=False)

@@ -67,8 +67,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\ninterrupted; logs and the last snapshot are in {log_dir}", file=sys.stderr)
         return 130
     except FloatingPointError as error:
-        print(f"run.py: training diverged: {error}; last snapshot kept in {log_dir}",
-              file=sys.stderr)
+        print(f"run.py: training diverged: {error}; the last good checkpoint is kept in "
+              f"{log_dir}", file=sys.stderr)
         return 1
     print(final_summary(metrics, config.num_tasks, config.spec.qmp))
     print(f"logs: {log_dir}")

@@ -130,11 +130,44 @@ class TensorBoardScalars(dowel.LogOutput):
         self._writer.close()
 
 
+class WandbOutput(dowel.LogOutput):
+    """Rows to Weights & Biases, step = epoch. Offline unless WANDB_MODE says otherwise, so no
+    account is needed; the run id is kept in the run folder so a resumed run continues it."""
+
+    def __init__(self, log_dir: str, config: dict[str, Any], name: str) -> None:
+        import wandb  # optional dependency, checked by the command line
+
+        id_file = os.path.join(log_dir, "wandb_run_id.txt")
+        run_id = open(id_file).read().strip() if os.path.exists(id_file) else None
+        self._wandb = wandb
+        self._run = wandb.init(project=os.environ.get("WANDB_PROJECT", "qmp"), config=config,
+                               name=name, dir=log_dir, id=run_id, resume="allow",
+                               mode=os.environ.get("WANDB_MODE", "offline"))
+        with open(id_file, "w") as f:
+            f.write(self._run.id)
+        self._pending: dict[str, float] = {}
+
+    @property
+    def types_accepted(self) -> tuple[type, ...]:
+        return (dowel.TabularInput,)
+
+    def record(self, data: Any, prefix: str = "") -> None:
+        self._pending.update(data.as_primitive_dict)
+
+    def dump(self, step: int | None = None) -> None:
+        self._run.log(self._pending, step=step)
+        self._pending = {}
+
+    def close(self) -> None:
+        self._run.finish()
+
+
 class RunLogger:
     """All outputs of one run, under `log_dir` (`resume_epoch`: continue a run from that epoch)."""
 
     def __init__(self, log_dir: str, *, stdout: bool = True, tensorboard: bool = True,
-                 resume_epoch: int | None = None) -> None:
+                 resume_epoch: int | None = None,
+                 wandb_config: dict[str, Any] | None = None) -> None:
         self.log_dir = log_dir
         self.logger = dowel.Logger()
         self.logger.disable_warnings()
@@ -145,7 +178,13 @@ class RunLogger:
                                                 with_timestamp=True))
         if tensorboard:
             self.logger.add_output(TensorBoardScalars(log_dir, purge_step=resume_epoch))
-        if stdout:
+        if wandb_config is not None:
+            name = os.path.basename(os.path.normpath(log_dir))
+            self.logger.add_output(WandbOutput(log_dir, wandb_config, name))
+        #: on a terminal: one progress line updated in place; otherwise tables and plain lines
+        self.stdout = stdout
+        self.tty = stdout and sys.stdout.isatty()
+        if stdout and not self.tty:
             self.logger.add_output(SummaryStdOutput())
         self._schema: list[str] | None = self.csv.fieldnames
 
@@ -174,7 +213,16 @@ class RunLogger:
         self.logger.dump_all(step)
         self.tabular.clear()
 
+    def progress(self, line: str) -> None:
+        if self.tty:
+            sys.stdout.write("\r" + line.ljust(100)[:140])
+            sys.stdout.flush()
+        elif self.stdout:
+            print(line, flush=True)
+
     def close(self) -> None:
+        if self.tty:
+            sys.stdout.write("\n")
         self.logger.remove_all()
 
 

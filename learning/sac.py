@@ -128,7 +128,16 @@ class MultiTaskSAC:
         return self.log_alpha.detach().exp().expand(self.num_tasks)
 
     def check_finite(self, epoch: int) -> None:
-        """Stop a diverged run with a message that names what broke."""
+        """Stop a diverged run with a message that names what broke (a loss first, then a
+        parameter), before the epoch's checkpoint is written."""
+        seen = self.stats.counts > 0
+        bad = ~torch.isfinite(self.stats.sums[:, seen])
+        if bad.any():
+            k, j = (int(x) for x in bad.nonzero()[0])
+            task = int(seen.nonzero()[j])
+            raise FloatingPointError(
+                f"{self.stats.names[k]} of task {task} is not finite in epoch {epoch}"
+            )
         parts = {"policy": self.policy, "critic": self.critic}
         for name, module in parts.items():
             for pname, p in module.named_parameters():

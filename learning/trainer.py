@@ -71,6 +71,7 @@ class Trainer:
         self.start_epoch = 0
         self._pending: dict[str, float] | None = None  # a row waiting for its evaluation
         self._time_offset = 0.0
+        self._last_success = math.nan
         self.num_tasks = learner.num_tasks
         self.last_metrics: dict[str, float] = {}
 
@@ -149,6 +150,10 @@ class Trainer:
         self.logger.record_many(row)
         self.logger.dump(int(row["Epoch"]))
         self.last_metrics = row
+        success = row.get("Evaluation/SuccessRate", math.nan)
+        if not math.isnan(success):
+            self._last_success = success
+        self.logger.progress(progress_line(row, self.schedule.n_epochs, self._last_success))
 
     # ------------------------------------------------------------------ metrics
     def _train_metrics(self) -> dict[str, float]:
@@ -190,6 +195,18 @@ class Trainer:
         if self.log_mixture:
             self.logger.text(format_matrix(probs, "Mixture matrix (collection, this epoch):"))
         return out
+
+
+def progress_line(row: dict[str, float], n_epochs: int, success: float) -> str:
+    """epoch, env steps, last evaluated success rate, seconds per epoch and time left."""
+    epoch = int(row["Epoch"]) + 1
+    per_epoch = float(row["Time"]) / epoch
+    left = int(per_epoch * (n_epochs - epoch))
+    eta = f"{left // 3600}:{left % 3600 // 60:02d}:{left % 60:02d}"
+    filled = int(20 * epoch / n_epochs)
+    return (f"[{'#' * filled}{'.' * (20 - filled)}] epoch {epoch}/{n_epochs} | "
+            f"{int(row['TotalEnvSteps']):,} env steps | success {success:.2f} | "
+            f"{per_epoch:.1f} s/epoch | ETA {eta}")
 
 
 def _mean(values: list[Any]) -> float:

@@ -163,3 +163,37 @@ def test_vis_freq_writes_annotated_videos(tiny_flags: list[str], tmp_path: Path)
     expected = sorted(f"epoch{e:04d}_{kind}_task{k}.mp4" for e in (0, 2)
                       for kind in ("own", "mixture") for k in range(N))
     assert names == expected
+
+
+def test_wandb_is_optional_and_offline(tiny_flags: list[str], tmp_path: Path,
+                                       monkeypatch: pytest.MonkeyPatch,
+                                       capsys: pytest.CaptureFixture[str]) -> None:
+    import importlib.util
+    import types
+
+    if importlib.util.find_spec("wandb") is None:
+        assert _run(["dnc_sac", *tiny_flags, "--wandb", "True",
+                     "--log_dir", str(tmp_path / "x")]) == 2
+        assert "pip install wandb" in capsys.readouterr().err
+    calls: dict[str, list] = {"init": [], "log": [], "finish": []}
+
+    class FakeRun:
+        id = "abc123"
+
+        def log(self, data: dict, step: int) -> None:
+            calls["log"].append((step, data))
+
+        def finish(self) -> None:
+            calls["finish"].append(True)
+
+    fake = types.ModuleType("wandb")
+    fake.__spec__ = importlib.machinery.ModuleSpec("wandb", None)
+    fake.init = lambda **kw: calls["init"].append(kw) or FakeRun()  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "wandb", fake)
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    assert _run(["qmp_dnc", *tiny_flags, "--wandb", "True", "--log_dir", str(tmp_path / "r")]) == 0
+    init = calls["init"][0]
+    assert init["mode"] == "offline" and init["config"]["method"] == "qmp_dnc"
+    assert [step for step, _ in calls["log"]] == [0, 1]
+    assert "Evaluation/SuccessRate" in calls["log"][0][1] and calls["finish"]
+    assert (tmp_path / "r" / "wandb_run_id.txt").read_text() == "abc123"

@@ -125,3 +125,14 @@ def test_checkpoint_holds_the_buffers_compactly(tmp_path: Path) -> None:
     obs = state["buffer"]["arrays"]["obs"]
     assert obs.shape[:2] == (4, state["buffer"]["size"])  # only the filled part
     assert isinstance(state["rng"]["torch"], torch.Tensor)
+
+
+def test_divergence_stops_with_the_loss_named(tmp_path: Path,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    log_dir = tmp_path / "r"
+    code = run.main(["dnc_sac", *FLAGS, "--n_epochs", "3", "--eval_in_background", "False",
+                     "--reward_scale", "1e38", "--log_dir", str(log_dir)])
+    err = capsys.readouterr().err.strip()
+    assert code == 1
+    assert "Loss of task" in err and "is not finite in epoch 0" in err, err
+    assert not checkpoint_paths(str(log_dir))  # the diverged epoch is not checkpointed
