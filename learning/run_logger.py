@@ -105,13 +105,10 @@ class ProgressCsvOutput(dowel.LogOutput):
             self._file.close()
 
 
-class TensorBoardScalars(dowel.LogOutput):
-    """Scalars to TensorBoard with the epoch as step; `purge_step` hides a killed run's events
-    from the resume epoch on."""
+class _RowOutput(dowel.LogOutput):
+    """An output that receives each epoch's whole row at dump time (`write_row`)."""
 
-    def __init__(self, log_dir: str, purge_step: int | None = None) -> None:
-        self._writer = tensorboardX.SummaryWriter(log_dir, purge_step=purge_step)
-        self._pending: dict[str, float] = {}
+    _pending: dict[str, float]
 
     @property
     def types_accepted(self) -> tuple[type, ...]:
@@ -121,16 +118,31 @@ class TensorBoardScalars(dowel.LogOutput):
         self._pending.update(data.as_primitive_dict)
 
     def dump(self, step: int | None = None) -> None:
-        for key, value in self._pending.items():
+        self.write_row(self._pending, step)
+        self._pending = {}
+
+    def write_row(self, row: dict[str, float], step: int | None) -> None:
+        raise NotImplementedError
+
+
+class TensorBoardScalars(_RowOutput):
+    """Scalars to TensorBoard with the epoch as step; `purge_step` hides a killed run's events
+    from the resume epoch on."""
+
+    def __init__(self, log_dir: str, purge_step: int | None = None) -> None:
+        self._writer = tensorboardX.SummaryWriter(log_dir, purge_step=purge_step)
+        self._pending = {}
+
+    def write_row(self, row: dict[str, float], step: int | None) -> None:
+        for key, value in row.items():
             self._writer.add_scalar(key, value, step)
-        self._pending.clear()
         self._writer.flush()
 
     def close(self) -> None:
         self._writer.close()
 
 
-class WandbOutput(dowel.LogOutput):
+class WandbOutput(_RowOutput):
     """Rows to Weights & Biases, step = epoch. Offline unless WANDB_MODE says otherwise, so no
     account is needed; the run id is kept in the run folder so a resumed run continues it."""
 
@@ -139,24 +151,15 @@ class WandbOutput(dowel.LogOutput):
 
         id_file = os.path.join(log_dir, "wandb_run_id.txt")
         run_id = open(id_file).read().strip() if os.path.exists(id_file) else None
-        self._wandb = wandb
         self._run = wandb.init(project=os.environ.get("WANDB_PROJECT", "qmp"), config=config,
                                name=name, dir=log_dir, id=run_id, resume="allow",
                                mode=os.environ.get("WANDB_MODE", "offline"))
         with open(id_file, "w") as f:
             f.write(self._run.id)
-        self._pending: dict[str, float] = {}
-
-    @property
-    def types_accepted(self) -> tuple[type, ...]:
-        return (dowel.TabularInput,)
-
-    def record(self, data: Any, prefix: str = "") -> None:
-        self._pending.update(data.as_primitive_dict)
-
-    def dump(self, step: int | None = None) -> None:
-        self._run.log(self._pending, step=step)
         self._pending = {}
+
+    def write_row(self, row: dict[str, float], step: int | None) -> None:
+        self._run.log(row, step=step)
 
     def close(self) -> None:
         self._run.finish()
