@@ -18,6 +18,16 @@ from torch import nn
 ALL_MEMBERS = slice(None)
 
 
+def select_members(stacked: torch.Tensor, members: slice) -> torch.Tensor:
+    """Rows `members` of a stacked (M, ...) parameter; the parameter itself when that is all of
+    them, so that backward accumulates straight into its gradient (indexing would add a slice
+    node whose backward zero-fills and copies a full-size gradient)."""
+    start, stop, step = members.indices(stacked.shape[0])
+    if start == 0 and stop == stacked.shape[0] and step == 1:
+        return stacked
+    return stacked[members]
+
+
 class EnsembleLinear(nn.Module):
     """M independent affine maps: (M, B, in) -> (M, B, out); `members` picks a subset."""
 
@@ -27,7 +37,8 @@ class EnsembleLinear(nn.Module):
         self.bias = nn.Parameter(torch.zeros(members, 1, out_features))
 
     def forward(self, x: torch.Tensor, members: slice = ALL_MEMBERS) -> torch.Tensor:
-        return torch.baddbmm(self.bias[members], x, self.weight[members])
+        return torch.baddbmm(select_members(self.bias, members), x,
+                             select_members(self.weight, members))
 
 
 class EnsembleLayerNorm(nn.Module):
@@ -41,7 +52,7 @@ class EnsembleLayerNorm(nn.Module):
 
     def forward(self, x: torch.Tensor, members: slice = ALL_MEMBERS) -> torch.Tensor:
         x = nn.functional.layer_norm(x, x.shape[-1:], eps=self.eps)
-        return x * self.weight[members] + self.bias[members]
+        return x * select_members(self.weight, members) + select_members(self.bias, members)
 
 
 def xavier_(weight: torch.Tensor, *, normal: bool, blocks: int = 1) -> None:
