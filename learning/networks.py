@@ -18,6 +18,16 @@ from torch import nn
 ALL_MEMBERS = slice(None)
 
 
+def select_members(stacked: torch.Tensor, members: slice) -> torch.Tensor:
+    """Rows `members` of a stacked (M, ...) parameter; the parameter itself when that is all of
+    them, so that backward accumulates straight into its gradient (indexing would add a slice
+    node whose backward zero-fills and copies a full-size gradient)."""
+    start, stop, step = members.indices(stacked.shape[0])
+    if start == 0 and stop == stacked.shape[0] and step == 1:
+        return stacked
+    return stacked[members]
+
+
 class EnsembleLinear(nn.Module):
     """M independent affine maps: (M, B, in) -> (M, B, out); `members` picks a subset."""
 
@@ -27,9 +37,39 @@ class EnsembleLinear(nn.Module):
         self.bias = nn.Parameter(torch.zeros(members, 1, out_features))
 
     def forward(self, x: torch.Tensor, members: slice = ALL_MEMBERS) -> torch.Tensor:
-        if members is ALL_MEMBERS:
-            return torch.baddbmm(self.bias, x, self.weight)
-        return torch.baddbmm(self.bias[members], x, self.weight[members])
+        bias = select_members(self.bias, members)
+        weight = select_members(self.weight, members)
+        if weight.shape[0] > 1 and weight.shape[2] == 1:
+            return _SingleOutputLinear.apply(bias, x, weight)
+        return torch.baddbmm(bias, x, weight)
+
+
+class _SingleOutputLinear(torch.autograd.Function):
+    """`baddbmm(bias, x, weight)` for M > 1 members with one output each (twin-critic heads).
+
+    Batched CPU matmuls with a single output column take slow paths (several times slower): in
+    the forward with the weight's default (fan_in, 1, 1) strides, and in autograd's backward (the
+    outer product grad @ weight^T and x^T @ grad). Here the forward multiplies by a view of the
+    weight with other strides, and the backward computes the same values as a broadcast product
+    and a (1, B) @ (B, fan_in) matmul."""
+
+    @staticmethod
+    def forward(ctx, bias: torch.Tensor, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+        m, fan_in, _ = weight.shape
+        ctx.save_for_backward(x, weight)
+        return torch.baddbmm(bias, x, weight.view(m, 1, fan_in).transpose(1, 2))
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        x, weight = ctx.saved_tensors
+        m, fan_in, _ = weight.shape
+        needs_bias, needs_x, needs_weight = ctx.needs_input_grad
+        grad_bias = grad.sum(1, keepdim=True) if needs_bias else None
+        grad_x = grad * weight.view(m, 1, fan_in) if needs_x else None
+        grad_weight = None
+        if needs_weight:
+            grad_weight = torch.bmm(grad.transpose(1, 2), x).view(m, fan_in, 1)
+        return grad_bias, grad_x, grad_weight
 
 
 class EnsembleLayerNorm(nn.Module):
@@ -43,7 +83,7 @@ class EnsembleLayerNorm(nn.Module):
 
     def forward(self, x: torch.Tensor, members: slice = ALL_MEMBERS) -> torch.Tensor:
         x = nn.functional.layer_norm(x, x.shape[-1:], eps=self.eps)
-        return x * self.weight[members] + self.bias[members]
+        return x * select_members(self.weight, members) + select_members(self.bias, members)
 
 
 def xavier_(weight: torch.Tensor, *, normal: bool, blocks: int = 1) -> None:

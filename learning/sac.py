@@ -111,6 +111,7 @@ class MultiTaskSAC:
         self.policy_optimizer = torch.optim.Adam(self.policy_params, lr=config.lr, fused=True)
         self.critic_optimizer = torch.optim.Adam(critic.parameters(), lr=config.lr, fused=True)
         self.alpha_optimizer = torch.optim.Adam([self.log_alpha], lr=config.lr)
+        self._actor_step_params = [*self.policy_params, self.log_alpha]
         self._critic_params = list(critic.parameters())
         self._target_params = list(self.target_critic.parameters())
         #: (N, N) DnC penalty weights; row i weights policy i's KL towards every other policy
@@ -201,16 +202,17 @@ class MultiTaskSAC:
             kl, penalty = self._kl_penalty(kl_obs)
             policy_loss = policy_loss + penalty.sum()
             kl_stats = [kl.detach(), penalty.detach()]
-        self.policy_optimizer.zero_grad(set_to_none=True)
-        policy_loss.backward(inputs=self.policy_params)
-        self.policy_optimizer.step()
 
         log_alpha = self.log_alpha[alpha_ids]
         coef = log_alpha if cfg.temperature_loss == "log_alpha" else log_alpha.exp()
         alpha_per_sample = -coef * (log_pi.detach() + self.target_entropy)
         alpha_loss = reduce_loss(alpha_per_sample, weights)
+        # One backward pass for both losses gives each exactly its own gradient: the policy loss
+        # sees the temperature detached, the temperature loss log_pi detached.
+        self.policy_optimizer.zero_grad(set_to_none=True)
         self.alpha_optimizer.zero_grad(set_to_none=True)
-        alpha_loss.backward()
+        (policy_loss + alpha_loss).backward(inputs=self._actor_step_params)
+        self.policy_optimizer.step()
         self.alpha_optimizer.step()
 
         with torch.no_grad():
