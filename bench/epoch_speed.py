@@ -59,6 +59,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=5, help="epochs run per method (>= 3)")
     parser.add_argument("--rounds", type=int, default=None,
                         help="rounds per epoch to run (scaled to the paper's steps_per_epoch)")
+    parser.add_argument("--out", default="epoch_speed", help="name of the results table")
     args = parser.parse_args()
     rows = []
     for env_id in args.envs:
@@ -69,7 +70,7 @@ def main() -> None:
             rows.append([env_id, method, round(first, 1), round(per_epoch, 2), n_epochs,
                          f"{n_epochs * steps / 1e6:g}M", round(hours, 2)])
             print(rows[-1], flush=True)
-    write_table("epoch_speed", ["env", "method", "first epoch s (fills buffers)",
+    write_table(args.out, ["env", "method", "first epoch s (fills buffers)",
                                 "s / epoch", "paper epochs", "paper env steps",
                                 "projected hours"], rows)
 
