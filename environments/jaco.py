@@ -51,6 +51,7 @@ import mujoco
 import numpy as np
 
 from environments.multitask import MultiTaskEnv
+from environments.rendering import OffscreenCamera
 
 #: sub-goals S0..S3 (world xyz, metres)
 SUBGOALS = np.array(
@@ -268,7 +269,7 @@ class JacoReachTaskEnv(gym.Env):
         self._mocap_id = int(self.model.body_mocapid[self.model.body("target").id])
         self._bind_views()
         self._shift = BONUS_SHIFT if task == BONUS_TASK else 0.0
-        self._renderer: mujoco.Renderer | None = None
+        self._camera = OffscreenCamera(self.model, *RENDER_SIZE, CAMERA)
 
         self.observation_space = gym.spaces.Box(-np.inf, np.inf, (OBS_DIM,), np.float32)
         self.action_space = gym.spaces.Box(-1.0, 1.0, (self.model.nu,), np.float32)
@@ -300,9 +301,7 @@ class JacoReachTaskEnv(gym.Env):
 
     def __getstate__(self) -> dict[str, Any]:
         # views would be pickled as detached copies, and a GL context cannot be pickled at all
-        state = {k: v for k, v in self.__dict__.items() if k not in self._VIEWS}
-        state["_renderer"] = None
-        return state
+        return {k: v for k, v in self.__dict__.items() if k not in self._VIEWS}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
@@ -441,16 +440,11 @@ class JacoReachTaskEnv(gym.Env):
     def render(self) -> np.ndarray | None:
         if self.render_mode != "rgb_array":
             return None
-        if self._renderer is None:
-            self._renderer = mujoco.Renderer(self.model, *RENDER_SIZE)
         mujoco.mj_kinematics(self.model, self.data)  # show a target moved during the last step
-        self._renderer.update_scene(self.data, camera=CAMERA)
-        return self._renderer.render()
+        return self._camera.frame(self.data)
 
     def close(self) -> None:
-        if self._renderer is not None:
-            self._renderer.close()
-            self._renderer = None
+        self._camera.close()
 
 
 class JacoReachMT5Env(MultiTaskEnv):

@@ -43,6 +43,7 @@ import numpy as np
 from gymnasium.utils import seeding
 
 from environments.multitask import MultiTaskEnv
+from environments.rendering import OffscreenCamera
 
 HORIZON = 1000
 FRAME_SKIP = 4
@@ -139,11 +140,9 @@ class WalkerTaskEnv(gym.Env):
         self.task = task
         self.config = TASKS[task]
         self.render_mode = render_mode
-        self._render_size = (int(render_height), int(render_width))
-        self._renderer: mujoco.Renderer | None = None
-
         self.model = build_walker_model(self.config.ceiling)
         self.data = mujoco.MjData(self.model)
+        self._camera = OffscreenCamera(self.model, int(render_height), int(render_width), "track")
         self.dt = self.model.opt.timestep * FRAME_SKIP
         self._init_qpos = self.model.qpos0.copy()
         self._torso = self.model.body("torso").id
@@ -267,16 +266,10 @@ class WalkerTaskEnv(gym.Env):
     def render(self) -> np.ndarray | None:
         if self.render_mode != "rgb_array":
             return None
-        if self._renderer is None:
-            height, width = self._render_size
-            self._renderer = mujoco.Renderer(self.model, height=height, width=width)
-        self._renderer.update_scene(self.data, camera="track")
-        return self._renderer.render()
+        return self._camera.frame(self.data)
 
     def close(self) -> None:
-        if self._renderer is not None:
-            self._renderer.close()
-            self._renderer = None
+        self._camera.close()
 
 
 class Walker2dMT4Env(MultiTaskEnv):
