@@ -16,7 +16,9 @@ Both get `gymnasium.make("Walker2d-v5", disable_env_checker=True)`: SB3 as is (i
 episodes at 1000 steps; SB3 adds its Monitor and DummyVecEnv), ours `.unwrapped` as the project's
 env families do (TaskVectorEnv ends episodes at the 1000-step horizon itself). Both run in this
 one process, so both get the runtime settings that importing `common` applies. The last column is
-the highest 1-minute load average seen during the row: other processes on the machine slow both.
+the highest 1-minute load average seen during the row (it counts this benchmark's own threads):
+"busy" marks a row where other processes were running too, which slows both, and with 2 threads
+on a 2-core machine can slow either by 10x: rerun such rows.
 
 Stable-Baselines3 is a benchmark-only dependency: pip install -r bench/requirements.txt
 
@@ -144,7 +146,8 @@ def compare(threads: int, warmup: int, steps: int, repeats: int, seed: int) -> l
     rate_ours, rate_sb3 = steps / min(ours), steps / min(sb3)
     return [threads, round(rate_ours, 1), round(rate_ours, 1), round(1e3 / rate_ours, 2),
             round(rate_sb3, 1), round(rate_sb3, 1), round(1e3 / rate_sb3, 2),
-            round(rate_ours / rate_sb3, 2), f"{max(loads):.1f}/{os.cpu_count()}"]
+            round(rate_ours / rate_sb3, 2), f"{max(loads):.1f}/{os.cpu_count()}"
+            + (" (busy)" if max(loads) > threads + 0.75 else "")]
 
 
 def profile(warmup: int, steps: int, seed: int, top: int) -> None:
