@@ -13,6 +13,7 @@ Three ways to draw a training batch, one per method family:
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -131,15 +132,21 @@ class MultiTaskReplayBuffer:
 
     def sample_with_sharing(self, batch_size: int, min_reward: float) -> TransitionBatch:
         """Own batch (first `batch_size` columns) then other tasks' data relabelled min_reward."""
-        n = self.num_tasks
-        per_other = batch_size // (n - 1)
-        others = np.array([[j for j in range(n) if j != i] for i in range(n)])
-        other_tasks = np.repeat(others, per_other, axis=1)
-        tasks = np.concatenate([np.broadcast_to(self._rows, (n, batch_size)), other_tasks], 1)
+        tasks = self._sharing_layout(batch_size)
         index = self.rng.integers(0, self.size, size=tasks.shape)
         batch = self._gather(tasks, index, self._rows)
         batch.rewards[:, batch_size:] = min_reward
         return batch
+
+    @functools.cache  # noqa: B019  (one layout per batch size, for the buffer's lifetime)
+    def _sharing_layout(self, batch_size: int) -> np.ndarray:
+        """Source task of each column: row i holds i `batch_size` times, then every other task
+        batch_size // (N - 1) times. Fixed per batch size, so built once."""
+        n = self.num_tasks
+        per_other = batch_size // (n - 1)
+        others = np.array([[j for j in range(n) if j != i] for i in range(n)])
+        own = np.broadcast_to(self._rows, (n, batch_size))
+        return np.concatenate([own, np.repeat(others, per_other, axis=1)], axis=1)
 
     def sample_observations(self, per_task: int) -> torch.Tensor:
         """`per_task` observations from every task's buffer, flattened: (N * per_task, d)."""
