@@ -90,6 +90,7 @@ GLOBAL_DEFAULTS: dict[str, Any] = {
     "torch_threads": 1,
     "sparse_tasks": [],
     "eval_in_background": True,
+    "envs_per_task": 1,
     "snapshot_gap": 1,
     "keep_checkpoints": 1,
     "wandb": False,
@@ -133,6 +134,8 @@ class ExperimentConfig:
     keep_checkpoints: int
     wandb: bool
     log_dir: str | None
+    #: defaulted so that run folders written before the flag existed still resume (they used 1)
+    envs_per_task: int = 1
     num_tasks: int = field(default=0)
 
     @property
@@ -211,6 +214,10 @@ def build_parser() -> argparse.ArgumentParser:
     a("--eval_in_background", type=_bool,
       help="evaluate in a worker process, overlapping the next epoch's training (default True;"
            " same numbers either way)")
+    a("--envs_per_task", type=int,
+      help="env copies per task stepped in lockstep while collecting (default 1, as the "
+           "original's sampler; K > 1 serves K steps of every task with one policy call, like "
+           "garage's FragmentWorker with 8, and splits each round's steps over the copies)")
     a("--snapshot_gap", type=int, help="checkpoint every this many epochs (default 1)")
     a("--keep_checkpoints", type=int, help="how many checkpoints to keep (default 1, the last)")
     a("--wandb", type=_bool, help="also log to Weights & Biases (needs `pip install wandb`; "
@@ -265,7 +272,7 @@ _KEY_TYPES: dict[str, str] = {
     "policy_sampling_freq": "int", "sharing_quantile": "float", "layer_norm": "bool",
     "vis_freq": "int", "kl_coeff": "list[float]", "qswitch_critic": "str",
     "replay_buffer_size": "int?", "torch_threads": "int?", "sparse_tasks": "list[int]",
-    "eval_in_background": "bool", "log_dir": "str?", "snapshot_gap": "int",
+    "eval_in_background": "bool", "envs_per_task": "int", "log_dir": "str?", "snapshot_gap": "int",
     "keep_checkpoints": "int", "wandb": "bool",
 }
 
@@ -349,7 +356,7 @@ def validate(c: ExperimentConfig) -> None:
     spec = c.spec
     positive = ("n_epochs", "batch_size", "gradient_steps_per_itr", "buffer_batch_size",
                 "steps_per_epoch", "evaluation_frequency", "policy_sampling_freq",
-                "replay_buffer_size", "snapshot_gap", "keep_checkpoints")
+                "replay_buffer_size", "snapshot_gap", "keep_checkpoints", "envs_per_task")
     for name in positive:
         if getattr(c, name) < 1:
             raise ExperimentError(f"--{name} must be positive, got {getattr(c, name)}")

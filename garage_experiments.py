@@ -12,6 +12,7 @@ import os
 from dataclasses import replace
 from typing import Any
 
+import gymnasium as gym
 import numpy as np
 import torch
 import yaml
@@ -44,7 +45,7 @@ from learning.replay_buffer import MultiTaskReplayBuffer
 from learning.run_logger import RunLogger
 from learning.runtime import configure_runtime
 from learning.sac import MultiTaskSAC, SACConfig
-from learning.sampler import Collector, EpisodeTracker, TaskVectorEnv
+from learning.sampler import Collector, TaskVectorEnv
 from learning.task_networks import Architecture, TaskPolicy, TwinCritic
 from learning.trainer import Schedule, Trainer
 from learning.video import record_videos
@@ -84,16 +85,24 @@ def make_behaviour(config: ExperimentConfig, policy: TaskPolicy, critic: TwinCri
                    sampling_freq=config.policy_sampling_freq)
 
 
+def task_set_copies(family: environments.MultiTaskEnv, copies: int, *, evaluation: bool,
+                    seed: int) -> list[gym.Env]:
+    """`copies` instances of every task env, copy-major. Copy 0 keeps the family's own seeds;
+    copy c is seeded from `seed + 100_000 * c` (train and evaluation instances stay apart)."""
+    envs: list[gym.Env] = []
+    for c in range(copies):
+        envs += family.make_task_envs(evaluation=evaluation,
+                                      seed=None if c == 0 else seed + 100_000 * c)
+    return envs
+
+
 def build_inline_evaluation(config: ExperimentConfig, family: environments.MultiTaskEnv,
                             policy: TaskPolicy, critic: TwinCritic) -> InlineEvaluation:
     """Evaluation envs (copies of the task set, see learning.evaluation) and behaviours."""
     n = family.num_tasks
     per_task = config.num_evaluation_episodes // n
     copies = evaluation_copies(per_task, n, family.eval_copies_limit)
-    envs = []
-    for c in range(copies):  # copy 0 keeps the family's own evaluation seeds
-        seed = None if c == 0 else config.seed + 100_000 * c
-        envs += family.make_task_envs(evaluation=True, seed=seed)
+    envs = task_set_copies(family, copies, evaluation=True, seed=config.seed)
     split = functools.partial(family.split_observation, include_task_id=config.include_task_id)
     evaluator = Evaluator(envs, n, family.horizon, split, per_task, config.discount,
                           family.episode_info_metrics, config.seed + EVAL_SEED_OFFSET)
@@ -158,11 +167,13 @@ def build_trainer(config: ExperimentConfig, log_dir: str, *, stdout: bool = True
         sharing_quantile=config.sharing_quantile,
     )
     collector = Collector(
-        TaskVectorEnv(family.make_task_envs(evaluation=False), family.horizon, config.seed),
+        TaskVectorEnv(task_set_copies(family, config.envs_per_task, evaluation=False,
+                                      seed=config.seed), family.horizon, config.seed),
         make_behaviour(config, policy, critic),
         buffer,
         split,
-        EpisodeTracker(n, config.discount, family.episode_info_metrics),
+        discount=config.discount,
+        info_metrics=family.episode_info_metrics,
     )
     evaluation: InlineEvaluation | BackgroundEvaluation
     if config.eval_in_background:

@@ -4,7 +4,10 @@ against stepping the same lockstep envs with pre-drawn random actions (the simul
 Networks at the paper's sizes (256, 256), untrained; the collectors write into real replay buffers
 and keep episode statistics, exactly as in training.
 
-    python bench/collection_speed.py [--envs ID ...] [--steps K]
+With `--copies K` each task has K env copies (`--envs_per_task K`), so one policy call serves K
+steps of every task; the raw rate steps the same N * K envs.
+
+    python bench/collection_speed.py [--envs ID ...] [--steps S] [--copies K ...]
 """
 
 from __future__ import annotations
@@ -18,14 +21,20 @@ import torch
 from common import write_table
 
 import environments
+from garage_experiments import task_set_copies
 from learning.behaviour import OwnPolicy, QSwitch
 from learning.replay_buffer import MultiTaskReplayBuffer
-from learning.sampler import Collector, EpisodeTracker, TaskVectorEnv
+from learning.sampler import Collector, TaskVectorEnv
 from learning.task_networks import Architecture, TaskPolicy, TwinCritic
 
 
-def raw_rate(family: environments.MultiTaskEnv, steps: int) -> float:
-    venv = TaskVectorEnv(family.make_task_envs(evaluation=False), family.horizon, seed=0)
+def make_venv(family: environments.MultiTaskEnv, copies: int) -> TaskVectorEnv:
+    envs = task_set_copies(family, copies, evaluation=False, seed=0)
+    return TaskVectorEnv(envs, family.horizon, seed=0)
+
+
+def raw_rate(family: environments.MultiTaskEnv, copies: int, steps: int) -> float:
+    venv = make_venv(family, copies)
     actions = np.random.default_rng(0).uniform(-1, 1, (steps, venv.num_envs, family.action_dim))
     actions = actions.astype(np.float32)
     start = time.perf_counter()
@@ -36,22 +45,22 @@ def raw_rate(family: environments.MultiTaskEnv, steps: int) -> float:
     return rate
 
 
-def collection_rate(family: environments.MultiTaskEnv, qmp: bool, steps: int) -> float:
+def collection_rate(family: environments.MultiTaskEnv, copies: int, qmp: bool, steps: int
+                    ) -> float:
     n, a = family.num_tasks, family.action_dim
     d = family.network_obs_dim()
     policy = TaskPolicy(Architecture.SEPARATE, n, d, a, [256, 256])
     critic = TwinCritic(Architecture.SEPARATE, n, d, a, [256, 256])
     behaviour = QSwitch(policy, critic) if qmp else OwnPolicy(policy)
-    buffer = MultiTaskReplayBuffer(n, steps + 10, d, a, seed=0)
+    buffer = MultiTaskReplayBuffer(n, (steps + 10) * copies, d, a, seed=0)
     collector = Collector(
-        TaskVectorEnv(family.make_task_envs(evaluation=False), family.horizon, seed=0),
-        behaviour, buffer, functools.partial(family.split_observation),
-        EpisodeTracker(n, 0.99, family.episode_info_metrics),
+        make_venv(family, copies), behaviour, buffer, functools.partial(family.split_observation),
+        discount=0.99, info_metrics=family.episode_info_metrics,
     )
-    collector.collect(5)  # warm-up
+    collector.collect(5 * copies)  # warm-up
     start = time.perf_counter()
-    collector.collect(steps)
-    rate = steps * n / (time.perf_counter() - start)
+    collector.collect(steps * copies)  # `steps` lockstep steps of all copies
+    rate = steps * copies * n / (time.perf_counter() - start)
     collector.venv.close()
     return rate
 
@@ -61,21 +70,24 @@ def main() -> None:
     parser.add_argument("--envs", nargs="+",
                         default=["JacoReachMT5-v1", "MazeLarge-10-v0", "MetaWorldMT10-v2"])
     parser.add_argument("--steps", type=int, default=600, help="lockstep steps per measurement")
+    parser.add_argument("--copies", type=int, nargs="+", default=[1, 8],
+                        help="env copies per task (--envs_per_task) to measure")
     args = parser.parse_args()
     torch.set_num_threads(1)
     rows = []
     for env_id in args.envs:
         family = environments.make_multitask_env(env_id, seed=0)
-        raw = raw_rate(family, args.steps)
-        sep = collection_rate(family, False, args.steps)
-        qmp = collection_rate(family, True, args.steps)
-        rows.append([env_id, family.num_tasks, round(raw), round(sep), round(qmp),
-                     f"{sep / raw:.0%}", f"{qmp / sep:.0%}"])
-        print(rows[-1], flush=True)
-    write_table("collection_speed", ["env", "N", "raw steps/s", "dnc_sac steps/s",
-                                     "qmp_dnc steps/s", "Separated / raw (>= 70%)",
-                                     "QMP / Separated (>= 80%)"], rows)
-
+        for copies in args.copies:
+            raw = raw_rate(family, copies, args.steps)
+            sep = collection_rate(family, copies, False, args.steps)
+            qmp = collection_rate(family, copies, True, args.steps)
+            rows.append([env_id, family.num_tasks, copies, round(raw), round(sep), round(qmp),
+                         f"{sep / raw:.0%}", f"{qmp / sep:.0%}"])
+            print(rows[-1], flush=True)
+    write_table("collection_speed", ["env", "N", "envs_per_task", "raw steps/s",
+                                     "dnc_sac steps/s", "qmp_dnc steps/s",
+                                     "Separated / raw (>= 70%)", "QMP / Separated (>= 80%)"],
+                rows)
 
 if __name__ == "__main__":
     main()

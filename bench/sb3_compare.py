@@ -44,7 +44,7 @@ from learning.behaviour import OwnPolicy
 from learning.learner import Learner
 from learning.replay_buffer import MultiTaskReplayBuffer
 from learning.sac import MultiTaskSAC, SACConfig
-from learning.sampler import Collector, EpisodeTracker, TaskVectorEnv
+from learning.sampler import Collector, TaskVectorEnv
 from learning.task_networks import Architecture, TaskPolicy, TwinCritic
 
 ENV_ID = "Walker2d-v5"
@@ -73,7 +73,7 @@ class Ours:
         self.learner = Learner(sac, buffer, sampling="per_task", gradient_steps_per_itr=1,
                                buffer_batch_size=BATCH, min_buffer_size=warmup)
         self.collector = Collector(TaskVectorEnv([env], HORIZON, seed), OwnPolicy(policy),
-                                   buffer, lambda o: o, EpisodeTracker(1, 0.99, {}))
+                                   buffer, lambda o: o, discount=0.99, info_metrics={})
 
     def step(self) -> None:
         """One env step, then one gradient update once the warm-up is over."""

@@ -1,8 +1,9 @@
 """Per-task replay buffers, preallocated in float32 and filled in lockstep.
 
-The sampler steps the N task environments together, so every task adds one transition per step and
-all N buffers share one write pointer. The arrays are allocated once at full capacity with
-`np.empty`; the operating system only commits the pages that are written.
+The sampler steps the N task environments (or K copies of them) together, so every task adds the
+same number of transitions per step and all N buffers share one write pointer. The arrays are
+allocated once at full capacity with `np.empty`; the operating system only commits the pages that
+are written.
 
 Three ways to draw a training batch, one per method family:
 * `sample_per_task`   - B transitions from each task's own buffer, laid out (N, B)   (Separated);
@@ -81,16 +82,21 @@ class MultiTaskReplayBuffer:
         terminals: np.ndarray,
         acting_policy: np.ndarray,
     ) -> None:
-        """Store one lockstep step: row i of every argument is task i's transition."""
-        p = self.ptr
-        self.obs[:, p] = obs
-        self.actions[:, p] = actions
-        self.rewards[:, p] = rewards
-        self.next_obs[:, p] = next_obs
-        self.terminals[:, p] = terminals
-        self.acting_policy[:, p] = acting_policy
-        self.ptr = (p + 1) % self.capacity
-        self.size = min(self.size + 1, self.capacity)
+        """Store lockstep steps: arrays laid out (N, ...) hold one step (row i: task i's
+        transition); (K, N, ...) hold K env copies' steps, stored as K consecutive entries."""
+        if rewards.ndim == 1:
+            obs, actions, rewards, next_obs, terminals, acting_policy = (
+                x[None] for x in (obs, actions, rewards, next_obs, terminals, acting_policy))
+        k, p = rewards.shape[0], self.ptr
+        where = slice(p, p + k) if p + k <= self.capacity else (p + np.arange(k)) % self.capacity
+        self.obs[:, where] = obs.swapaxes(0, 1)
+        self.actions[:, where] = actions.swapaxes(0, 1)
+        self.rewards[:, where] = rewards.T
+        self.next_obs[:, where] = next_obs.swapaxes(0, 1)
+        self.terminals[:, where] = terminals.T
+        self.acting_policy[:, where] = acting_policy.T
+        self.ptr = (p + k) % self.capacity
+        self.size = min(self.size + k, self.capacity)
 
     def state_dict(self) -> dict[str, object]:
         """The filled part of the buffers, the write position and the sampling RNG."""

@@ -1,4 +1,5 @@
-"""Collecting experience: N task environments stepped in lockstep, one batched policy call a step.
+"""Collecting experience: N task environments (or K copies of them) stepped in lockstep, one batched
+policy call a step.
 
 `TaskVectorEnv` steps one environment per task and resets an episode when it terminates or reaches
 the horizon (a truncation, never stored as terminal). `EpisodeTracker` turns steps into finished
@@ -171,7 +172,12 @@ class EpisodeTracker:
 
 
 class Collector:
-    """Fills the replay buffer with the behaviour policy, `steps_per_task` lockstep steps a call."""
+    """Fills the replay buffer with the behaviour policy, `steps_per_task` steps of every task a
+    call.
+
+    The vector env holds K copies of the task set, copy-major (row c * N + i is copy c of task
+    i). One behaviour call acts for all K * N envs; a round's steps per task are split over the
+    copies (the last lockstep step of a round steps only the copies still owed a step)."""
 
     def __init__(
         self,
@@ -179,33 +185,53 @@ class Collector:
         behaviour: Behaviour,
         buffer: MultiTaskReplayBuffer,
         split: ObsSplit,
-        tracker: EpisodeTracker,
+        *,
+        discount: float,
+        info_metrics: dict[str, tuple[str, str]],
     ) -> None:
+        n = buffer.num_tasks
+        if venv.num_envs % n:
+            raise ValueError("collection envs must be whole copies of the task set")
         self.venv = venv
         self.behaviour = behaviour
         self.buffer = buffer
         self.split = split
-        self.tracker = tracker
-        n = venv.num_envs
+        self.num_tasks = n
+        self.copies = venv.num_envs // n
+        self._row_task = np.tile(np.arange(n), self.copies)
+        self.tracker = EpisodeTracker(venv.num_envs, discount, info_metrics, self._row_task)
         #: mixture_counts[i, j]: steps of task i acted by policy j since the last reset_counts()
         self.mixture_counts = np.zeros((n, n), dtype=np.int64)
         self.total_env_steps = 0
-        self._rows = np.arange(n)
 
     def collect(self, steps_per_task: int) -> None:
-        venv, buffer = self.venv, self.buffer
-        obs_net = self.split(venv.obs)
-        steps = venv.steps_in_episode[None]  # one copy of the task set: (1, N) view
-        for _ in range(steps_per_task):
-            actions, acting = self.behaviour.act(torch.from_numpy(obs_net)[None], steps, False)
-            actions, acting = actions[0], acting[0]
-            step = venv.step(actions)
-            next_net = self.split(step.next_obs)
-            buffer.add(obs_net, actions, step.rewards, next_net, step.terminated, acting)
-            self.tracker.record(step)
-            self.mixture_counts[self._rows, acting] += 1
-            obs_net = self.split(venv.obs) if step.ended.any() else next_net
-        self.total_env_steps += steps_per_task * venv.num_envs
+        full, rest = divmod(steps_per_task, self.copies)
+        obs_net = self.split(self.venv.obs)
+        for _ in range(full):
+            obs_net = self._step(obs_net, self.copies)
+        if rest:
+            obs_net = self._step(obs_net, rest)
+        self.total_env_steps += steps_per_task * self.num_tasks
+
+    def _step(self, obs_net: np.ndarray, active_copies: int) -> np.ndarray:
+        """One lockstep step of the first `active_copies` copies; returns the next network
+        inputs of every env."""
+        venv, n, k = self.venv, self.num_tasks, self.copies
+        steps = venv.steps_in_episode.reshape(k, n)  # a view: the Q-switch's re-selection clock
+        obs = torch.from_numpy(obs_net).reshape(k, n, -1)
+        actions, acting = self.behaviour.act(obs, steps, False)
+        m = active_copies
+        active = None if m == k else np.arange(k * n) < m * n
+        step = venv.step(actions.reshape(k * n, -1), active)
+        next_net = self.split(step.next_obs)
+        rows = m * n
+        self.buffer.add(obs_net[:rows].reshape(m, n, -1), actions[:m],
+                        step.rewards[:rows].reshape(m, n), next_net[:rows].reshape(m, n, -1),
+                        step.terminated[:rows].reshape(m, n), acting[:m])
+        self.tracker.record(step, active)
+        pairs = self._row_task[:rows] * n + acting[:m].reshape(-1)
+        self.mixture_counts += np.bincount(pairs, minlength=n * n).reshape(n, n)
+        return self.split(venv.obs) if step.ended.any() else next_net
 
     def state_dict(self, exact_envs: bool) -> dict[str, object]:
         """Everything collection needs to continue exactly: env states (when the family can be

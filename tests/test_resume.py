@@ -30,8 +30,10 @@ def _rows(log_dir: Path) -> list[dict[str, str]]:
                 for r in csv.DictReader(f)]
 
 
-def test_stop_and_resume_in_process_is_exact(tmp_path: Path) -> None:
-    flags = [*FLAGS, "--eval_in_background", "False"]
+@pytest.mark.parametrize("copies", ["1", "4"])
+def test_stop_and_resume_in_process_is_exact(copies: str, tmp_path: Path) -> None:
+    # 4 env copies per task: each round's 30 steps per task end with a partial lockstep step
+    flags = [*FLAGS, "--eval_in_background", "False", "--envs_per_task", copies]
     assert run.main(["qmp_dnc", *flags, "--n_epochs", "5", "--log_dir",
                      str(tmp_path / "whole")]) == 0
     assert run.main(["qmp_dnc", *flags, "--n_epochs", "2", "--log_dir",
