@@ -116,7 +116,7 @@ def build_inline_evaluation(config: ExperimentConfig, family: environments.Multi
 def _evaluation_worker(conn: Any, config_dict: dict[str, Any]) -> None:
     """Entry point of the background evaluation process (see learning.evaluation)."""
     config = ExperimentConfig(**config_dict)
-    configure_runtime(config.torch_threads)
+    configure_runtime(1)  # one core's work: the training process keeps the others
     torch.manual_seed(config.seed)
     family = environments.make_multitask_env(config.env, seed=config.seed, **env_options(config))
     policy, critic = build_networks(config, family)
@@ -209,6 +209,7 @@ def build_trainer(config: ExperimentConfig, log_dir: str, *, stdout: bool = True
         logger=logger,
         log_mixture=spec.qmp,
         snapshot_state=snapshot,
+        threads=config.torch_threads,
         videos=videos,
         vis_freq=config.vis_freq,
         exact_env_state=family.exact_resume,

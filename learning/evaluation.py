@@ -119,6 +119,10 @@ class InlineEvaluation:
     def start(self, epoch: int) -> None:
         self._result = self.evaluator.metrics(self.behaviours, epoch, self.extra_names)
 
+    def busy(self) -> bool:
+        """Inline evaluation is done when start() returns."""
+        return False
+
     def finish(self) -> dict[str, float]:
         assert self._result is not None, "finish() without start()"
         result, self._result = self._result, None
@@ -152,6 +156,10 @@ class BackgroundEvaluation:
                    for name, m in self.modules.items()}
         self._conn.send((epoch, weights))
         self._waiting = True
+
+    def busy(self) -> bool:
+        """Whether the worker is still computing a requested evaluation."""
+        return self._waiting and not self._conn.poll()
 
     def finish(self) -> dict[str, float]:
         assert self._waiting, "finish() without start()"

@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Literal
 
 import numpy as np
@@ -109,12 +110,16 @@ class Learner:
         assert (per_task == per_task[0]).all()
         return int(per_task[0])
 
-    def train_round(self, steps_per_task: int) -> None:
+    def train_round(self, steps_per_task: int,
+                    between_updates: Callable[[], None] | None = None) -> None:
+        """The round's gradient updates (`between_updates` runs before each one)."""
         if self.warming_up():
             return
         kl = self.sac.kl_coeff is not None
         per_task_obs = max(1, self.buffer_batch_size // self.num_tasks)
         for _ in range(self.updates_per_round(steps_per_task)):
+            if between_updates is not None:
+                between_updates()
             batch = self.sample()
             kl_obs = self.buffer.sample_observations(per_task_obs) if kl else None
             self.sac.update(batch, kl_obs)

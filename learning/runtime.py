@@ -2,6 +2,8 @@
 
 * torch intra-op threads: 1 by default. These networks are small; with more threads each op pays
   synchronisation, and on a machine shared with simulators the threads oversubscribe the cores.
+  With more (`--torch_threads N`), training gives one up while the background evaluation worker
+  is computing (`TrainingThreads`).
 * glibc malloc: by default every allocation above a (dynamic, at most 32 MB) threshold is a fresh
   mmap, so large activations (e.g. 10 tasks x 2560 samples x 256 units) are page-faulted in again
   at every op. Serving them from the heap and keeping freed memory lets them be reused; this made
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+from collections.abc import Callable
 
 import torch
 
@@ -42,3 +45,24 @@ def configure_runtime(threads: int | None) -> None:
     if threads is not None:
         torch.set_num_threads(threads)
     keep_freed_memory()
+
+
+class TrainingThreads:
+    """Keeps the training process at `threads` intra-op threads, one fewer while `busy()` (the
+    background evaluation worker computing on a core of its own): spinning threads that share a
+    core with another process slow every op down by several times.
+
+    Switching is safe for reproducibility: torch's CPU kernels split work by output blocks, not
+    by partial sums, so results do not depend on the thread count (checked by tests/test_sac.py
+    and tests/test_cli.py)."""
+
+    def __init__(self, threads: int, busy: Callable[[], bool]) -> None:
+        self.threads = threads
+        self.busy = busy
+        self._current = torch.get_num_threads()
+
+    def __call__(self) -> None:
+        want = max(1, self.threads - 1) if self.busy() else self.threads
+        if want != self._current:
+            torch.set_num_threads(want)
+            self._current = want

@@ -22,6 +22,7 @@ import torch
 from learning.evaluation import BackgroundEvaluation, InlineEvaluation
 from learning.learner import Learner
 from learning.run_logger import RunLogger, format_matrix, mixture_probabilities
+from learning.runtime import TrainingThreads
 from learning.sampler import Collector, Episode
 
 
@@ -57,6 +58,7 @@ class Trainer:
         videos: Callable[[int], list[str]] | None = None,
         vis_freq: int = -1,
         exact_env_state: bool = True,
+        threads: int | None = None,
     ) -> None:
         self.schedule = schedule
         self.learner = learner
@@ -68,6 +70,11 @@ class Trainer:
         self.videos = videos
         self.vis_freq = vis_freq
         self.exact_env_state = exact_env_state
+        #: with several threads and a background evaluation, one is handed to the worker while
+        #: it computes (see learning.runtime)
+        self._pace: Callable[[], None] | None = None
+        if threads is not None and threads > 1 and evaluation.background:
+            self._pace = TrainingThreads(threads, evaluation.busy)
         self.start_epoch = 0
         self._pending: dict[str, float] | None = None  # a row waiting for its evaluation
         self._time_offset = 0.0
@@ -113,8 +120,10 @@ class Trainer:
             epoch_start = time.perf_counter()
             for _ in range(self.schedule.steps_per_epoch):
                 steps = self.learner.steps_to_collect(self.schedule.batch_size)
+                if self._pace is not None:
+                    self._pace()
                 self.collector.collect(steps)
-                self.learner.train_round(steps)
+                self.learner.train_round(steps, self._pace)
             self.learner.sac.check_finite(epoch)
             metrics: dict[str, float] = {"Epoch": epoch, "Itr": epoch}
             metrics["TotalEnvSteps"] = self.collector.total_env_steps

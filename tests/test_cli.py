@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 import run
 
@@ -84,11 +85,18 @@ def _without_time(rows: list[dict[str, str]]) -> list[dict[str, str]]:
 
 
 def test_same_seed_same_numbers(tiny_flags: list[str], tmp_path: Path) -> None:
-    for name, seed in (("a", "3"), ("b", "3"), ("c", "4")):
-        assert _run(["qmp_uds_dnc", *tiny_flags, "--seed", seed,
-                     "--log_dir", str(tmp_path / name)]) == 0
-    a, b, c = (_without_time(_read_progress(tmp_path / x)) for x in "abc")
-    assert a == b
+    # "d": 2 threads, handing one to the background evaluation while it runs: same numbers
+    threads = ["--torch_threads", "2", "--eval_in_background", "True"]
+    before = torch.get_num_threads()
+    try:
+        for name, seed, extra in (("a", "3", []), ("b", "3", []), ("c", "4", []),
+                                  ("d", "3", threads)):
+            assert _run(["qmp_uds_dnc", *tiny_flags, "--seed", seed, *extra,
+                         "--log_dir", str(tmp_path / name)]) == 0
+    finally:
+        torch.set_num_threads(before)
+    a, b, c, d = (_without_time(_read_progress(tmp_path / x)) for x in "abcd")
+    assert a == b == d
     assert a != c
 
 

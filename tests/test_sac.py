@@ -3,6 +3,7 @@ N independent single-task updates, the DnC KL penalty and the gradient-step spli
 
 from __future__ import annotations
 
+import copy
 import math
 
 import numpy as np
@@ -161,3 +162,35 @@ def test_gradient_step_split() -> None:
     assert split_gradient_steps(1000, np.full(3, 7)).tolist() == [333, 333, 333]
     assert split_gradient_steps(10, np.array([1, 2, 7])).tolist() == [1, 2, 7]
     assert split_gradient_steps(3, np.array([1, 1, 100])).tolist() == [1, 1, 2]  # max(1, .)
+
+
+@pytest.mark.parametrize("tasks,batch", [(5, 32), (1, 256)])
+def test_thread_count_does_not_change_the_update(tasks: int, batch: int) -> None:
+    """Training may switch between 1 and 2 threads (learning.runtime.TrainingThreads): at the
+    paper's sizes the results must be bitwise the same either way."""
+    obs_dim, act_dim = 23, 6
+    torch.manual_seed(0)
+    policy = TaskPolicy(Architecture.SEPARATE, tasks, obs_dim, act_dim, [256, 256])
+    critic = TwinCritic(Architecture.SEPARATE, tasks, obs_dim, act_dim, [256, 256])
+    data = TransitionBatch(
+        obs=torch.randn(tasks, batch, obs_dim), actions=torch.rand(tasks, batch, act_dim) * 2 - 1,
+        rewards=torch.randn(tasks, batch), next_obs=torch.randn(tasks, batch, obs_dim),
+        terminals=torch.zeros(tasks, batch),
+        task_ids=torch.arange(tasks).unsqueeze(1).expand(tasks, batch),
+    )
+    before = torch.get_num_threads()
+    results = []
+    try:
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            torch.manual_seed(1)
+            sac = MultiTaskSAC(copy.deepcopy(policy), copy.deepcopy(critic), tasks, act_dim,
+                               SACConfig())
+            for _ in range(3):
+                sac.update(data)
+            results.append([p.detach().clone() for p in (*sac.policy.parameters(),
+                                                         *sac.critic.parameters())])
+    finally:
+        torch.set_num_threads(before)
+    for one, two in zip(*results, strict=True):
+        assert torch.equal(one, two)
