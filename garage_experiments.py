@@ -29,9 +29,9 @@ from experiment_utils import (
 from learning.behaviour import Behaviour, OwnPolicy, QSwitch
 from learning.checkpoint import (
     CheckpointError,
+    CheckpointWriter,
     checkpoint_paths,
     load_checkpoint,
-    save_checkpoint,
 )
 from learning.evaluation import (
     BackgroundEvaluation,
@@ -195,11 +195,6 @@ def build_trainer(config: ExperimentConfig, log_dir: str, *, stdout: bool = True
         return record_videos(family, behaviours, split, log_dir, epoch,
                              seed=config.seed + EVAL_SEED_OFFSET)
 
-    def snapshot(epoch: int, state: dict[str, Any]) -> None:
-        if (epoch + 1) % config.snapshot_gap == 0 or epoch == config.n_epochs - 1:
-            save_checkpoint(log_dir, epoch, {"config": config.to_dict(), **state},
-                            keep=config.keep_checkpoints)
-
     return Trainer(
         schedule=Schedule(config.n_epochs, config.steps_per_epoch, config.batch_size,
                           config.evaluation_frequency),
@@ -208,7 +203,9 @@ def build_trainer(config: ExperimentConfig, log_dir: str, *, stdout: bool = True
         evaluation=evaluation,
         logger=logger,
         log_mixture=spec.qmp,
-        snapshot_state=snapshot,
+        checkpoints=CheckpointWriter(log_dir, keep=config.keep_checkpoints,
+                                     extra={"config": config.to_dict()}),
+        snapshot_gap=config.snapshot_gap,
         threads=config.torch_threads,
         videos=videos,
         vis_freq=config.vis_freq,
@@ -265,9 +262,7 @@ def _train(trainer: Trainer, config: ExperimentConfig, log_dir: str, stdout: boo
                   flush=True)
         return trainer.train()
     finally:
-        trainer.logger.close()
-        trainer.collector.venv.close()
-        trainer.evaluation.close()
+        trainer.close()
 
 
 def final_summary(metrics: dict[str, Any], num_tasks: int, qmp: bool) -> str:

@@ -7,7 +7,12 @@ the mean of the remaining epochs' wall-clock increments (training plus any wait 
 evaluation). `--rounds R` runs R collect+train rounds per epoch instead of the paper's
 steps_per_epoch and scales the training time back up (for MT10, whose paper epoch is ~10 min).
 
+`--breakdown` adds, per row, a run on one core with inline evaluation that splits an epoch's work
+into collect+train and evaluate(+log+checkpoint) seconds; half their sum is the least any schedule
+of that work can take per epoch on 2 cores.
+
     python bench/epoch_speed.py [--envs ID ...] [--methods M ...] [--epochs K] [--rounds R]
+                                [--threads T] [--breakdown]
 """
 
 from __future__ import annotations
@@ -27,29 +32,50 @@ METHODS = ["dnc_sac", "qmp_dnc", "mtsac", "qmp_sac", "uds_dnc", "qmp_uds_dnc"]
 EXTRA: dict[tuple[str, str], list[str]] = {}
 
 
-def seconds_per_epoch(env_id: str, method: str, epochs: int, rounds: int | None
-                      ) -> tuple[float, float, int, int]:
-    """(steady-state seconds per paper epoch, seconds of the first epoch, paper epochs,
-    env steps per paper epoch)."""
-    paper_argv = [method, f"--env={env_id}", *EXTRA.get((env_id, method), [])]
-    paper = resolve_config(paper_argv)
-    argv = [*paper_argv, "--n_epochs", str(epochs)]
-    if rounds is not None:
-        argv += ["--steps_per_epoch", str(rounds)]
+def run_rows(argv: list[str]) -> tuple[list[float], list[float]]:
+    """Time and ItrTime columns of a run (in a temporary folder)."""
     config = resolve_config(argv)
     with tempfile.TemporaryDirectory() as log_dir:
         run_experiment(config, log_dir, stdout=False)
         with open(os.path.join(log_dir, "progress.csv")) as f:
             rows = list(csv.DictReader(f))
-    times = [float(r["Time"]) for r in rows]
-    itr = [float(r["ItrTime"]) for r in rows]
-    steady = [b - a for a, b in zip(times[1:], times[2:], strict=False)] or itr[1:]
+    return [float(r["Time"]) for r in rows], [float(r["ItrTime"]) for r in rows]
+
+
+def steady_increments(times: list[float]) -> list[float]:
+    """Wall-clock seconds of each epoch after the first (which fills the buffers)."""
+    return [b - a for a, b in zip(times[1:], times[2:], strict=False)]
+
+
+def seconds_per_epoch(env_id: str, method: str, epochs: int, rounds: int | None, threads: int
+                      ) -> tuple[float, float, int, int]:
+    """(steady-state seconds per paper epoch, seconds of the first epoch, paper epochs,
+    env steps per paper epoch)."""
+    paper_argv = [method, f"--env={env_id}", *EXTRA.get((env_id, method), [])]
+    paper = resolve_config(paper_argv)
+    argv = [*paper_argv, "--n_epochs", str(epochs), "--torch_threads", str(threads)]
+    if rounds is not None:
+        argv += ["--steps_per_epoch", str(rounds)]
+    times, itr = run_rows(argv)
+    steady = steady_increments(times) or itr[1:]
     per_epoch = sum(steady) / len(steady)
     if rounds is not None:  # scale the training part; evaluation happens once per epoch anyway
         train = sum(itr[2:]) / max(1, len(itr[2:]))
         per_epoch += train * (paper.steps_per_epoch / rounds - 1)
     steps_per_epoch = paper.batch_size * paper.steps_per_epoch
     return per_epoch, times[0], paper.n_epochs, steps_per_epoch
+
+
+def core_seconds(env_id: str, method: str, epochs: int) -> tuple[float, float]:
+    """Where an epoch's compute goes, from a run on one core with inline evaluation:
+    (collect + train seconds, evaluate + log + checkpoint seconds) per steady-state epoch.
+    Their sum over the machine's cores bounds any schedule of the same work from below."""
+    argv = [method, f"--env={env_id}", *EXTRA.get((env_id, method), []), "--n_epochs",
+            str(epochs), "--torch_threads", "1", "--eval_in_background", "False"]
+    times, itr = run_rows(argv)
+    train = sum(itr[1:]) / len(itr[1:])
+    steady = steady_increments(times)
+    return train, sum(steady) / len(steady) - train
 
 
 def main() -> None:
@@ -59,21 +85,36 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=5, help="epochs run per method (>= 3)")
     parser.add_argument("--rounds", type=int, default=None,
                         help="rounds per epoch to run (scaled to the paper's steps_per_epoch)")
+    parser.add_argument("--threads", type=int, default=2,
+                        help="--torch_threads of the runs (training hands one to the background "
+                             "evaluation while it runs)")
+    parser.add_argument("--breakdown", action="store_true",
+                        help="also measure each row's work on one core (train, evaluate) and the "
+                             "bound it puts on an epoch over 2 cores")
     parser.add_argument("--out", default="epoch_speed", help="name of the results table")
     args = parser.parse_args()
     rows = []
     for env_id in args.envs:
         for method in args.methods:
             per_epoch, first, n_epochs, steps = seconds_per_epoch(env_id, method, args.epochs,
-                                                                  args.rounds)
+                                                                  args.rounds, args.threads)
             hours = (first + per_epoch * (n_epochs - 1)) / 3600
-            rows.append([env_id, method, round(first, 1), round(per_epoch, 2), n_epochs,
-                         f"{n_epochs * steps / 1e6:g}M", round(hours, 2)])
+            row: list[object] = [env_id, method, args.threads, round(first, 1),
+                                 round(per_epoch, 2), n_epochs,
+                                 f"{n_epochs * steps / 1e6:g}M", round(hours, 2)]
+            if args.breakdown:
+                train, evaluate = core_seconds(env_id, method, args.epochs)
+                bound = (train + evaluate) / 2
+                row += [round(train, 2), round(evaluate, 2), round(bound, 2),
+                        round((first + bound * (n_epochs - 1)) / 3600, 2)]
+            rows.append(row)
             print(rows[-1], flush=True)
-    write_table(args.out, ["env", "method", "first epoch s (fills buffers)",
-                                "s / epoch", "paper epochs", "paper env steps",
-                                "projected hours"], rows)
-
+    header = ["env", "method", "threads", "first epoch s (fills buffers)", "s / epoch",
+              "paper epochs", "paper env steps", "projected hours"]
+    if args.breakdown:
+        header += ["1 core: collect+train s", "1 core: evaluate+save s",
+                   "2-core bound s / epoch", "bound hours"]
+    write_table(args.out, header, rows)
 
 if __name__ == "__main__":
     main()

@@ -4,6 +4,11 @@ A checkpoint is one torch.save archive `checkpoint_epochEEEEE.pt` in the run fol
 to a temporary file, flushed to disk and renamed over, so a kill at any instant leaves the previous
 checkpoint whole. Loading checks the archive and its format before trusting it: a truncated or
 foreign file is reported, never half-read.
+
+`CheckpointWriter` writes on a background thread: the archive of a full replay buffer is hundreds
+of MB (about a second to serialise and write), and torch.save releases the GIL while it does
+that, so training goes on meanwhile. The state handed over must not share memory with the live
+objects (see `Trainer.state_dict`).
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ from __future__ import annotations
 import glob
 import os
 import re
+import threading
 from typing import Any
 
 import torch
@@ -43,6 +49,44 @@ def save_checkpoint(run_dir: str, epoch: int, state: dict[str, Any], keep: int =
     for old in checkpoint_paths(run_dir)[:-keep]:
         os.remove(old)
     return path
+
+
+class CheckpointWriter:
+    """Saves checkpoints one at a time on a background thread; `extra` is added to each.
+
+    A write error surfaces at the next `submit`, `wait` or `close`. If the process dies while a
+    write is in flight, the previous checkpoint is still whole (and resume continues from it)."""
+
+    def __init__(self, run_dir: str, keep: int, extra: dict[str, Any] | None = None) -> None:
+        self.run_dir = run_dir
+        self.keep = keep
+        self.extra = dict(extra or {})
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
+
+    def submit(self, epoch: int, state: dict[str, Any]) -> None:
+        """Start writing `state` as epoch `epoch`'s checkpoint (after the previous one is done)."""
+        self.wait()
+        self._thread = threading.Thread(target=self._write, args=(epoch, state),
+                                        name=f"checkpoint-{epoch}", daemon=True)
+        self._thread.start()
+
+    def _write(self, epoch: int, state: dict[str, Any]) -> None:
+        try:
+            save_checkpoint(self.run_dir, epoch, {**self.extra, **state}, keep=self.keep)
+        except BaseException as error:  # handed to the training thread by wait()
+            self._error = error
+
+    def wait(self) -> None:
+        """Block until the write in flight (if any) is on disk; re-raise its error."""
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise error
+
+    close = wait
 
 
 def load_checkpoint(path: str) -> dict[str, Any]:

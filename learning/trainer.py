@@ -9,6 +9,7 @@ written once its evaluation returns (during the next epoch); rows always appear 
 
 from __future__ import annotations
 
+import copy
 import math
 import random
 import time
@@ -19,6 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from learning.checkpoint import CheckpointWriter
 from learning.evaluation import BackgroundEvaluation, InlineEvaluation
 from learning.learner import Learner
 from learning.run_logger import RunLogger, format_matrix, mixture_probabilities
@@ -54,7 +56,8 @@ class Trainer:
         evaluation: InlineEvaluation | BackgroundEvaluation,
         logger: RunLogger,
         log_mixture: bool,
-        snapshot_state: Callable[[int, dict[str, Any]], None] | None = None,
+        checkpoints: CheckpointWriter | None = None,
+        snapshot_gap: int = 1,
         videos: Callable[[int], list[str]] | None = None,
         vis_freq: int = -1,
         exact_env_state: bool = True,
@@ -66,7 +69,8 @@ class Trainer:
         self.evaluation = evaluation
         self.logger = logger
         self.log_mixture = log_mixture
-        self.snapshot_state = snapshot_state
+        self.checkpoints = checkpoints
+        self.snapshot_gap = snapshot_gap
         self.videos = videos
         self.vis_freq = vis_freq
         self.exact_env_state = exact_env_state
@@ -84,16 +88,28 @@ class Trainer:
 
     def state_dict(self, epoch: int, pending: dict[str, float] | None, elapsed: float
                    ) -> dict[str, Any]:
-        """Everything needed to continue after `epoch` exactly as if never stopped."""
-        return {
+        """Everything needed to continue after `epoch` exactly as if never stopped, sharing no
+        memory with the live objects (it is written while training goes on; the buffer's
+        state is a fresh copy already, the rest is small and copied here)."""
+        small = copy.deepcopy({
             "sac": self.learner.sac.state_dict(),
-            "buffer": self.learner.buffer.state_dict(),
             "learner": {"gradient_steps": self.learner.gradient_steps},
             "collector": self.collector.state_dict(self.exact_env_state),
             "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state(),
                     "python": random.getstate()},
             "trainer": {"pending": pending, "time": elapsed},
-        }
+        })
+        return {**small, "buffer": self.learner.buffer.state_dict()}
+
+    def close(self) -> None:
+        """Finish the checkpoint in flight and release the envs, the evaluation and the logs."""
+        try:
+            if self.checkpoints is not None:
+                self.checkpoints.close()
+        finally:
+            self.logger.close()
+            self.collector.venv.close()
+            self.evaluation.close()
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Continue from a checkpoint taken after epoch `state["epoch"]`."""
@@ -147,11 +163,13 @@ class Trainer:
             ):
                 for path in self.videos(epoch):
                     self.logger.text(f"video: {path}")
-            if self.snapshot_state is not None:
-                self.snapshot_state(epoch, self.state_dict(epoch, pending,
-                                                           time.perf_counter() - start))
+            if self.checkpoints is not None and ((epoch + 1) % self.snapshot_gap == 0 or last):
+                self.checkpoints.submit(epoch, self.state_dict(epoch, pending,
+                                                               time.perf_counter() - start))
         if pending is not None:
             self._write_row(pending, self.evaluation.finish())
+        if self.checkpoints is not None:
+            self.checkpoints.wait()
         return self.last_metrics
 
     def _write_row(self, metrics: dict[str, float], evaluation: dict[str, float]) -> None:

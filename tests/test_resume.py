@@ -3,6 +3,7 @@ resumed writes exactly the progress.csv of the same run never interrupted (time 
 
 from __future__ import annotations
 
+import copy
 import csv
 import os
 import random
@@ -12,11 +13,19 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
 import run
-from learning.checkpoint import CheckpointError, checkpoint_paths, load_checkpoint
+from experiment_utils import resolve_config
+from garage_experiments import build_trainer
+from learning.checkpoint import (
+    CheckpointError,
+    CheckpointWriter,
+    checkpoint_paths,
+    load_checkpoint,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 FLAGS = ["--batch_size", "120", "--min_buffer_size", "60", "--gradient_steps_per_itr", "40",
@@ -138,3 +147,50 @@ def test_divergence_stops_with_the_loss_named(tmp_path: Path,
     assert code == 1
     assert "Loss of task" in err and "is not finite in epoch 0" in err, err
     assert not checkpoint_paths(str(log_dir))  # the diverged epoch is not checkpointed
+
+
+def _assert_same(a: object, b: object, where: str = "state") -> None:
+    """Recursive equality of checkpoint states (tensors, arrays, containers, plain values)."""
+    if isinstance(a, dict):
+        assert isinstance(b, dict) and a.keys() == b.keys(), where
+        for key in a:
+            _assert_same(a[key], b[key], f"{where}.{key}")
+    elif isinstance(a, (list, tuple)):
+        assert type(a) is type(b) and len(a) == len(b), where
+        for k, (x, y) in enumerate(zip(a, b, strict=True)):
+            _assert_same(x, y, f"{where}[{k}]")
+    elif isinstance(a, torch.Tensor):
+        assert torch.equal(a, b), where
+    elif isinstance(a, np.ndarray):
+        np.testing.assert_array_equal(a, b, err_msg=where)
+    else:
+        assert a == b or (a != a and b != b), where  # NaN == NaN here
+
+
+def test_checkpoint_state_shares_nothing_with_the_live_run(tmp_path: Path) -> None:
+    """Checkpoints are written on a thread while training goes on, so the state handed over
+    must not change when the run continues."""
+    config = resolve_config(["qmp_dnc", *FLAGS, "--n_epochs", "1", "--eval_in_background",
+                             "False", "--log_dir", str(tmp_path / "r")])
+    os.makedirs(tmp_path / "r")
+    trainer = build_trainer(config, str(tmp_path / "r"), stdout=False)
+    try:
+        trainer.collector.collect(trainer.learner.steps_to_collect(config.batch_size))
+        state = trainer.state_dict(0, None, 0.0)
+        frozen = copy.deepcopy(state)
+        for _ in range(2):  # more collection and updates, as the next epoch would run
+            steps = trainer.learner.steps_to_collect(config.batch_size)
+            trainer.collector.collect(steps)
+            trainer.learner.train_round(steps)
+        assert trainer.learner.gradient_steps > 0
+        _assert_same(state, frozen)
+    finally:
+        trainer.close()
+
+
+def test_a_failed_checkpoint_write_surfaces_in_the_training_thread(tmp_path: Path) -> None:
+    writer = CheckpointWriter(str(tmp_path / "missing" / "folder"), keep=1)
+    writer.submit(0, {"x": torch.zeros(3)})
+    with pytest.raises(FileNotFoundError):
+        writer.wait()
+    writer.close()  # the error was reported once; nothing left in flight
