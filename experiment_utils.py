@@ -92,6 +92,7 @@ GLOBAL_DEFAULTS: dict[str, Any] = {
     "eval_in_background": True,
     "envs_per_task": 1,
     "snapshot_gap": 1,
+    "snapshot_interval": 60.0,
     "keep_checkpoints": 1,
     "wandb": False,
     "log_dir": None,
@@ -136,6 +137,7 @@ class ExperimentConfig:
     log_dir: str | None
     #: defaulted so that run folders written before the flag existed still resume (they used 1)
     envs_per_task: int = 1
+    snapshot_interval: float = 0.0
     num_tasks: int = field(default=0)
 
     @property
@@ -219,6 +221,9 @@ def build_parser() -> argparse.ArgumentParser:
            "original's sampler; K > 1 serves K steps of every task with one policy call, like "
            "garage's FragmentWorker with 8, and splits each round's steps over the copies)")
     a("--snapshot_gap", type=int, help="checkpoint every this many epochs (default 1)")
+    a("--snapshot_interval", type=float,
+      help="seconds that must pass between checkpoints (default 60; 0 = every --snapshot_gap "
+           "epochs); the last epoch is always checkpointed")
     a("--keep_checkpoints", type=int, help="how many checkpoints to keep (default 1, the last)")
     a("--wandb", type=_bool, help="also log to Weights & Biases (needs `pip install wandb`; "
       "offline unless WANDB_MODE=online)")
@@ -272,7 +277,8 @@ _KEY_TYPES: dict[str, str] = {
     "policy_sampling_freq": "int", "sharing_quantile": "float", "layer_norm": "bool",
     "vis_freq": "int", "kl_coeff": "list[float]", "qswitch_critic": "str",
     "replay_buffer_size": "int?", "torch_threads": "int?", "sparse_tasks": "list[int]",
-    "eval_in_background": "bool", "envs_per_task": "int", "log_dir": "str?", "snapshot_gap": "int",
+    "eval_in_background": "bool", "envs_per_task": "int",
+    "snapshot_interval": "float", "log_dir": "str?", "snapshot_gap": "int",
     "keep_checkpoints": "int", "wandb": "bool",
 }
 
@@ -362,6 +368,8 @@ def validate(c: ExperimentConfig) -> None:
             raise ExperimentError(f"--{name} must be positive, got {getattr(c, name)}")
     if c.min_buffer_size < 0:
         raise ExperimentError(f"--min_buffer_size must be >= 0, got {c.min_buffer_size}")
+    if c.snapshot_interval < 0:
+        raise ExperimentError(f"--snapshot_interval must be >= 0, got {c.snapshot_interval}")
     if c.lr <= 0:
         raise ExperimentError(f"--lr must be positive, got {c.lr}")
     if not c.hidden_sizes or min(c.hidden_sizes) < 1:

@@ -206,6 +206,7 @@ def build_trainer(config: ExperimentConfig, log_dir: str, *, stdout: bool = True
         checkpoints=CheckpointWriter(log_dir, keep=config.keep_checkpoints,
                                      extra={"config": config.to_dict()}),
         snapshot_gap=config.snapshot_gap,
+        snapshot_interval=config.snapshot_interval,
         threads=config.torch_threads,
         videos=videos,
         vis_freq=config.vis_freq,
@@ -231,7 +232,11 @@ def resume_experiment(run_dir: str, *, n_epochs: int | None = None, stdout: bool
         state = load_checkpoint(paths[-1])
     except CheckpointError as error:
         raise ExperimentError(str(error)) from error
-    if {**state["config"], "n_epochs": 0} != {**config.to_dict(), "n_epochs": 0}:
+    try:  # through the config class, so keys added since the run started take their defaults
+        saved = ExperimentConfig(**state["config"]).to_dict()
+    except TypeError as error:
+        raise ExperimentError(f"{paths[-1]} is not a checkpoint of this version") from error
+    if {**saved, "n_epochs": 0} != {**config.to_dict(), "n_epochs": 0}:
         raise ExperimentError(f"{run_dir}/config.yaml does not match its checkpoint; "
                               "refusing to resume with a changed configuration")
     if n_epochs is not None:

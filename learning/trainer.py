@@ -58,6 +58,7 @@ class Trainer:
         log_mixture: bool,
         checkpoints: CheckpointWriter | None = None,
         snapshot_gap: int = 1,
+        snapshot_interval: float = 0.0,
         videos: Callable[[int], list[str]] | None = None,
         vis_freq: int = -1,
         exact_env_state: bool = True,
@@ -71,6 +72,7 @@ class Trainer:
         self.log_mixture = log_mixture
         self.checkpoints = checkpoints
         self.snapshot_gap = snapshot_gap
+        self.snapshot_interval = snapshot_interval
         self.videos = videos
         self.vis_freq = vis_freq
         self.exact_env_state = exact_env_state
@@ -126,6 +128,7 @@ class Trainer:
 
     def train(self) -> dict[str, float]:
         start = time.perf_counter() - self._time_offset
+        self._last_checkpoint = time.perf_counter()
         pending = self._pending
         if pending is not None:  # its evaluation was lost with the stopped run: redo it
             self.evaluation.start(int(pending["Epoch"]))
@@ -163,7 +166,8 @@ class Trainer:
             ):
                 for path in self.videos(epoch):
                     self.logger.text(f"video: {path}")
-            if self.checkpoints is not None and ((epoch + 1) % self.snapshot_gap == 0 or last):
+            if self.checkpoints is not None and (last or self._checkpoint_due(epoch)):
+                self._last_checkpoint = time.perf_counter()
                 self.checkpoints.submit(epoch, self.state_dict(epoch, pending,
                                                                time.perf_counter() - start))
         if pending is not None:
@@ -171,6 +175,12 @@ class Trainer:
         if self.checkpoints is not None:
             self.checkpoints.wait()
         return self.last_metrics
+
+    def _checkpoint_due(self, epoch: int) -> bool:
+        """Every `snapshot_gap` epochs, once `snapshot_interval` seconds passed since the last
+        checkpoint (or the start): which epochs are saved never changes a run's numbers."""
+        return ((epoch + 1) % self.snapshot_gap == 0
+                and time.perf_counter() - self._last_checkpoint >= self.snapshot_interval)
 
     def _write_row(self, metrics: dict[str, float], evaluation: dict[str, float]) -> None:
         row = {**metrics, **evaluation}

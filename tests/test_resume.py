@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import yaml
 
 import run
 from experiment_utils import resolve_config
@@ -30,7 +31,8 @@ from learning.checkpoint import (
 ROOT = Path(__file__).resolve().parent.parent
 FLAGS = ["--batch_size", "120", "--min_buffer_size", "60", "--gradient_steps_per_itr", "40",
          "--buffer_batch_size", "16", "--hidden_sizes", "32", "32",
-         "--num_evaluation_episodes", "8", "--steps_per_epoch", "2", "--seed", "5"]
+         "--num_evaluation_episodes", "8", "--steps_per_epoch", "2", "--seed", "5",
+         "--snapshot_interval", "0"]  # a checkpoint after every epoch, however short
 
 
 def _rows(log_dir: Path) -> list[dict[str, str]]:
@@ -194,3 +196,34 @@ def test_a_failed_checkpoint_write_surfaces_in_the_training_thread(tmp_path: Pat
     with pytest.raises(FileNotFoundError):
         writer.wait()
     writer.close()  # the error was reported once; nothing left in flight
+
+
+@pytest.mark.parametrize("interval,expected", [("0", [0, 1, 2, 3]), ("60", [3])])
+def test_snapshot_interval_limits_how_often_checkpoints_are_written(
+        interval: str, expected: list[int], tmp_path: Path) -> None:
+    log_dir = tmp_path / "r"
+    assert run.main(["dnc_sac", *FLAGS, "--n_epochs", "4", "--eval_in_background", "False",
+                     "--keep_checkpoints", "10", "--snapshot_interval", interval,
+                     "--log_dir", str(log_dir)]) == 0
+    epochs = [load_checkpoint(p)["epoch"] for p in checkpoint_paths(str(log_dir))]
+    assert epochs == expected  # the last epoch is always saved
+
+
+def test_a_run_from_before_newer_flags_still_resumes(tmp_path: Path) -> None:
+    """Run folders written before a flag existed lack its key; it takes the value that matches
+    what those versions did, and resume proceeds."""
+    log_dir = tmp_path / "r"
+    flags = [f for f in FLAGS if f not in ("--snapshot_interval", "0")]
+    assert run.main(["dnc_sac", *flags, "--n_epochs", "2", "--eval_in_background", "False",
+                     "--snapshot_interval", "0", "--log_dir", str(log_dir)]) == 0
+    old_keys = ("envs_per_task", "snapshot_interval")
+    with open(log_dir / "config.yaml") as f:
+        config = yaml.safe_load(f)
+    with open(log_dir / "config.yaml", "w") as f:
+        yaml.safe_dump({k: v for k, v in config.items() if k not in old_keys}, f)
+    path = checkpoint_paths(str(log_dir))[-1]
+    state = torch.load(path, weights_only=False)
+    state["config"] = {k: v for k, v in state["config"].items() if k not in old_keys}
+    torch.save(state, path)
+    assert run.main(["resume", "--snapshot_dir", str(log_dir), "--n_epochs", "3"]) == 0
+    assert [float(r["Epoch"]) for r in _rows(log_dir)] == [0, 1, 2]
