@@ -6,7 +6,9 @@ and keep episode statistics, exactly as in training.
 
 With `--copies K` each task has K env copies (`--envs_per_task K`), so one policy call serves K
 steps of every task; the raw rate steps the same N * K envs. Each rate is the best of `--repeats`
-interleaved measurements.
+interleaved measurements. The last two columns bound QMP from above: the Q-switch's extra matmul
+work per env step at the machine's dense matmul rate (measured in the same run), and the QMP /
+Separated ratio if the Q-switch cost nothing beyond that work.
 
     python bench/collection_speed.py [--envs ID ...] [--steps S] [--copies K ...]
 """
@@ -19,7 +21,8 @@ import time
 
 import numpy as np
 import torch
-from common import write_table
+from common import matmul_gflops, write_table
+from torch.utils.flop_counter import FlopCounterMode
 
 import environments
 from garage_experiments import task_set_copies
@@ -44,6 +47,25 @@ def raw_rate(family: environments.MultiTaskEnv, copies: int, steps: int) -> floa
     rate = steps * venv.num_envs / (time.perf_counter() - start)
     venv.close()
     return rate
+
+
+def switch_floor_us(family: environments.MultiTaskEnv, copies: int, rate_gflops: float
+                    ) -> float:
+    """Extra microseconds per env step that the Q-switch costs over the own-policy call if its
+    matmuls ran at the machine's dense matmul rate with no other overhead: N policy and N
+    critic forward passes per env step instead of one policy pass."""
+    n, a = family.num_tasks, family.action_dim
+    d = family.network_obs_dim()
+    policy = TaskPolicy(Architecture.SEPARATE, n, d, a, [256, 256])
+    critic = TwinCritic(Architecture.SEPARATE, n, d, a, [256, 256])
+    obs = torch.zeros(copies, n, d)
+    steps = np.zeros((copies, n), dtype=np.int64)
+    flops = []
+    for behaviour in (OwnPolicy(policy), QSwitch(policy, critic)):
+        with FlopCounterMode(display=False) as counter:
+            behaviour.act(obs, steps)
+        flops.append(counter.get_total_flops())
+    return (flops[1] - flops[0]) / (rate_gflops * 1e3) / (copies * n)
 
 
 def collection_rate(family: environments.MultiTaskEnv, copies: int, qmp: bool, steps: int
@@ -77,6 +99,8 @@ def main() -> None:
                         help="measurements of each rate, interleaved; the best is kept")
     args = parser.parse_args()
     torch.set_num_threads(1)
+    rate = matmul_gflops()
+    print(f"dense matmul rate: {rate:.0f} GFLOP/s", flush=True)
     rows = []
     for env_id in args.envs:
         family = environments.make_multitask_env(env_id, seed=0)
@@ -87,12 +111,16 @@ def main() -> None:
                             collection_rate(family, copies, False, args.steps),
                             collection_rate(family, copies, True, args.steps))
             raw, sep, qmp = rates.max(0)
+            floor = switch_floor_us(family, copies, rate)
+            ceiling = (1e6 / sep) / (1e6 / sep + floor)
             rows.append([env_id, family.num_tasks, copies, round(raw), round(sep), round(qmp),
-                         f"{sep / raw:.0%}", f"{qmp / sep:.0%}"])
+                         f"{sep / raw:.0%}", f"{qmp / sep:.0%}", round(floor, 1),
+                         f"{ceiling:.0%}"])
             print(rows[-1], flush=True)
     write_table("collection_speed", ["env", "N", "envs_per_task", "raw steps/s",
                                      "dnc_sac steps/s", "qmp_dnc steps/s",
-                                     "Separated / raw (>= 70%)", "QMP / Separated (>= 80%)"],
+                                     "Separated / raw (>= 70%)", "QMP / Separated (>= 80%)",
+                                     "Q-switch floor us/step", "QMP / Separated ceiling"],
                 rows)
 
 if __name__ == "__main__":

@@ -30,6 +30,8 @@ from garage_experiments import run_experiment
 METHODS = ["dnc_sac", "qmp_dnc", "mtsac", "qmp_sac", "uds_dnc", "qmp_uds_dnc"]
 #: extra flags per (env, method); the per-method paper settings come from configs/ENV.yaml
 EXTRA: dict[tuple[str, str], list[str]] = {}
+#: flags added to every run (--flags)
+COMMON: list[str] = []
 
 
 def run_rows(argv: list[str]) -> tuple[list[float], list[float]]:
@@ -51,7 +53,7 @@ def seconds_per_epoch(env_id: str, method: str, epochs: int, rounds: int | None,
                       ) -> tuple[float, float, int, int]:
     """(steady-state seconds per paper epoch, seconds of the first epoch, paper epochs,
     env steps per paper epoch)."""
-    paper_argv = [method, f"--env={env_id}", *EXTRA.get((env_id, method), [])]
+    paper_argv = [method, f"--env={env_id}", *EXTRA.get((env_id, method), []), *COMMON]
     paper = resolve_config(paper_argv)
     argv = [*paper_argv, "--n_epochs", str(epochs), "--torch_threads", str(threads)]
     if rounds is not None:
@@ -70,7 +72,7 @@ def core_seconds(env_id: str, method: str, epochs: int) -> tuple[float, float]:
     """Where an epoch's compute goes, from a run on one core with inline evaluation:
     (collect + train seconds, evaluate + log + checkpoint seconds) per steady-state epoch.
     Their sum over the machine's cores bounds any schedule of the same work from below."""
-    argv = [method, f"--env={env_id}", *EXTRA.get((env_id, method), []), "--n_epochs",
+    argv = [method, f"--env={env_id}", *EXTRA.get((env_id, method), []), *COMMON, "--n_epochs",
             str(epochs), "--torch_threads", "1", "--eval_in_background", "False"]
     times, itr = run_rows(argv)
     train = sum(itr[1:]) / len(itr[1:])
@@ -91,15 +93,18 @@ def main() -> None:
     parser.add_argument("--breakdown", action="store_true",
                         help="also measure each row's work on one core (train, evaluate) and the "
                              "bound it puts on an epoch over 2 cores")
+    parser.add_argument("--flags", default="",
+                        help='more run flags for every row, e.g. "--envs_per_task 8"')
     parser.add_argument("--out", default="epoch_speed", help="name of the results table")
     args = parser.parse_args()
+    COMMON.extend(args.flags.split())
     rows = []
     for env_id in args.envs:
         for method in args.methods:
             per_epoch, first, n_epochs, steps = seconds_per_epoch(env_id, method, args.epochs,
                                                                   args.rounds, args.threads)
             hours = (first + per_epoch * (n_epochs - 1)) / 3600
-            row: list[object] = [env_id, method, args.threads, round(first, 1),
+            row: list[object] = [env_id, method, args.flags or "-", args.threads, round(first, 1),
                                  round(per_epoch, 2), n_epochs,
                                  f"{n_epochs * steps / 1e6:g}M", round(hours, 2)]
             if args.breakdown:
@@ -109,7 +114,7 @@ def main() -> None:
                         round((first + bound * (n_epochs - 1)) / 3600, 2)]
             rows.append(row)
             print(rows[-1], flush=True)
-    header = ["env", "method", "threads", "first epoch s (fills buffers)", "s / epoch",
+    header = ["env", "method", "flags", "threads", "first epoch s (fills buffers)", "s / epoch",
               "paper epochs", "paper env steps", "projected hours"]
     if args.breakdown:
         header += ["1 core: collect+train s", "1 core: evaluate+save s",

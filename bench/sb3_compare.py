@@ -24,6 +24,10 @@ Stable-Baselines3 is a benchmark-only dependency: pip install -r bench/requireme
 
     python bench/sb3_compare.py [--threads 1 2] [--warmup 1000] [--steps 2000] [--repeats 2]
     python bench/sb3_compare.py --profile 300   # cProfile of ours over 300 steps, top costs
+
+"matmul floor" is one update's FLOPs (torch's FlopCounterMode) at the machine's dense matmul rate
+at that thread count; "ceiling" is SB3's time per step over that floor: the most any
+implementation of the same update could gain on SB3 here.
 """
 
 from __future__ import annotations
@@ -38,7 +42,8 @@ from collections.abc import Callable
 import gymnasium as gym
 import numpy as np
 import torch
-from common import write_table
+from common import matmul_gflops, write_table
+from torch.utils.flop_counter import FlopCounterMode
 
 from learning.behaviour import OwnPolicy
 from learning.learner import Learner
@@ -131,8 +136,19 @@ def best_of(fn: Callable[[int, int, int], tuple[float, int]], warmup: int, steps
     results.append(seconds)
 
 
+def update_floor_ms(seed: int) -> float:
+    """Milliseconds of one update if all its FLOPs ran at the dense matmul rate at the current
+    thread count (the same work for both implementations: SB3 does the same matmuls)."""
+    agent = Ours(BATCH, seed)
+    agent.collector.collect(BATCH)
+    with FlopCounterMode(display=False) as counter:
+        agent.learner.train_round(1)
+    return counter.get_total_flops() / (matmul_gflops() * 1e6)
+
+
 def compare(threads: int, warmup: int, steps: int, repeats: int, seed: int) -> list[object]:
     torch.set_num_threads(threads)
+    floor = update_floor_ms(seed)
     ours: list[float] = []
     sb3: list[float] = []
     loads = [os.getloadavg()[0]]
@@ -146,7 +162,8 @@ def compare(threads: int, warmup: int, steps: int, repeats: int, seed: int) -> l
     rate_ours, rate_sb3 = steps / min(ours), steps / min(sb3)
     return [threads, round(rate_ours, 1), round(rate_ours, 1), round(1e3 / rate_ours, 2),
             round(rate_sb3, 1), round(rate_sb3, 1), round(1e3 / rate_sb3, 2),
-            round(rate_ours / rate_sb3, 2), f"{max(loads):.1f}/{os.cpu_count()}"
+            round(rate_ours / rate_sb3, 2), round(floor, 2), round(1e3 / rate_sb3 / floor, 2),
+            f"{max(loads):.1f}/{os.cpu_count()}"
             + (" (busy)" if max(loads) > threads + 0.75 else "")]
 
 
@@ -181,7 +198,8 @@ def main() -> None:
     rows = [compare(t, args.warmup, args.steps, args.repeats, args.seed) for t in args.threads]
     write_table("sb3_compare", ["threads", "ours env steps/s", "ours updates/s", "ours ms/step",
                                 "SB3 env steps/s", "SB3 updates/s", "SB3 ms/step",
-                                "ours/SB3", "max load/CPUs"], rows)
+                                "ours/SB3", "matmul floor ms/update",
+                                "ceiling ours/SB3", "max load/CPUs"], rows)
 
 
 if __name__ == "__main__":
