@@ -58,6 +58,9 @@ class TaskVectorEnv:
         """Step every (active) env; envs that end an episode are reset at once."""
         n = self.num_envs
         next_obs = self.obs.copy()
+        # a new array, never written in place: callers may hold the previous one (an identity
+        # observation split returns it as the network input the buffer stores)
+        self.obs = self.obs.copy()
         rewards = np.zeros(n, dtype=np.float32)
         terminated = np.zeros(n, dtype=bool)
         ended = np.zeros(n, dtype=bool)

@@ -91,3 +91,23 @@ def test_episodes_finish_per_copy_and_carry_their_task() -> None:
     assert sorted(e.task for e in episodes) == sorted(list(range(n)) * 2)
     assert all(e.length == horizon for e in episodes)
     assert (collector.venv.steps_in_episode == 0).all()
+
+
+def test_stored_observations_are_not_overwritten_by_the_next_step() -> None:
+    """With the task id kept (an identity observation split) the network input is the vector
+    env's own observation array: stepping must not write the next observations into it."""
+    family = environments.make_multitask_env(ENV, seed=0)
+    n, d, a = family.num_tasks, family.obs_dim, family.action_dim
+    torch.manual_seed(0)
+    policy = TaskPolicy(Architecture.SHARED, n, d, a, [16, 16])
+    collector = Collector(TaskVectorEnv(task_set_copies(family, 1, evaluation=False, seed=0),
+                                        family.horizon, seed=0),
+                          OwnPolicy(policy), MultiTaskReplayBuffer(n, 100, d, a, seed=0),
+                          functools.partial(family.split_observation, include_task_id=True),
+                          discount=0.99, info_metrics={})
+    first = collector.venv.obs.copy()
+    collector.collect(10)
+    buffer = collector.buffer
+    np.testing.assert_array_equal(buffer.obs[:, 0], first)
+    np.testing.assert_array_equal(buffer.next_obs[:, :9], buffer.obs[:, 1:10])
+    assert (buffer.obs[:, :10] != buffer.next_obs[:, :10]).any(axis=-1).all()
