@@ -95,6 +95,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=600, help="lockstep steps per measurement")
     parser.add_argument("--copies", type=int, nargs="+", default=[1, 8],
                         help="env copies per task (--envs_per_task) to measure")
+    parser.add_argument("--out", default="collection_speed", help="name of the results table")
     parser.add_argument("--repeats", type=int, default=3,
                         help="measurements of each rate, interleaved; the best is kept")
     args = parser.parse_args()
@@ -117,7 +118,7 @@ def main() -> None:
                          f"{sep / raw:.0%}", f"{qmp / sep:.0%}", round(floor, 1),
                          f"{ceiling:.0%}"])
             print(rows[-1], flush=True)
-    write_table("collection_speed", ["env", "N", "envs_per_task", "raw steps/s",
+    write_table(args.out, ["env", "N", "envs_per_task", "raw steps/s",
                                      "dnc_sac steps/s", "qmp_dnc steps/s",
                                      "Separated / raw (>= 70%)", "QMP / Separated (>= 80%)",
                                      "Q-switch floor us/step", "QMP / Separated ceiling"],

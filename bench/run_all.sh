@@ -8,8 +8,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export MUJOCO_GL=egl PYTHONUNBUFFERED=1
 python bench/update_speed.py --threads 1 2
-python bench/collection_speed.py --envs JacoReachMT5-v1 MazeLarge-10-v0 MetaWorldMT10-v2 \
-  --copies 1 8
+python bench/collection_speed.py --envs JacoReachMT5-v1 MazeLarge-10-v0 --copies 1 8 32
+python bench/collection_speed.py --envs MetaWorldMT10-v2 --copies 1 8 --out collection_speed_mt10
 python bench/env_speed.py --seconds 2
 python bench/epoch_speed.py --envs JacoReachMT5-v1 --epochs 4 --threads 2
 python bench/epoch_speed.py --envs JacoReachMT5-v1 --methods qmp_dnc dnc_sac --epochs 6 \
