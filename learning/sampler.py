@@ -57,14 +57,12 @@ class TaskVectorEnv:
     def step(self, actions: np.ndarray, active: np.ndarray | None = None) -> StepResult:
         """Step every (active) env; envs that end an episode are reset at once."""
         n = self.num_envs
-        next_obs = self.obs.copy()
-        # a new array, never written in place: callers may hold the previous one (an identity
-        # observation split returns it as the network input the buffer stores)
-        self.obs = self.obs.copy()
+        next_obs = self.obs.copy()  # rows of inactive envs keep their observation
         rewards = np.zeros(n, dtype=np.float32)
         terminated = np.zeros(n, dtype=bool)
         ended = np.zeros(n, dtype=bool)
         infos: list[dict[str, Any]] = [{}] * n
+        resets: dict[int, np.ndarray] = {}
         for k, env in enumerate(self.envs):
             if active is not None and not active[k]:
                 continue
@@ -76,10 +74,15 @@ class TaskVectorEnv:
             self.steps_in_episode[k] += 1
             if term or trunc or self.steps_in_episode[k] >= self.horizon:
                 ended[k] = True
-                self.obs[k] = env.reset()[0]
+                resets[k] = env.reset()[0]
                 self.steps_in_episode[k] = 0
-            else:
-                self.obs[k] = obs
+        # a new array every step, never written in place: callers may hold the previous one (an
+        # identity observation split hands it to the buffer as the stored observation)
+        self.obs = next_obs
+        if resets:
+            self.obs = next_obs.copy()
+            for k, first in resets.items():
+                self.obs[k] = first
         return StepResult(next_obs, rewards, terminated, ended, infos)
 
     def close(self) -> None:
