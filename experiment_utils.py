@@ -436,6 +436,12 @@ def env_options(c: ExperimentConfig) -> dict[str, Any]:
     return {"sparse_tasks": tuple(c.sparse_tasks)} if c.sparse_tasks else {}
 
 
+def save_run_config(run_dir: str, config: ExperimentConfig) -> None:
+    """Write the resolved config as the run folder's `config.yaml` (read by load_run_config)."""
+    with open(os.path.join(run_dir, "config.yaml"), "w") as f:
+        yaml.safe_dump(config.to_dict(), f, sort_keys=False)
+
+
 def load_run_config(run_dir: str) -> ExperimentConfig:
     """The resolved config a run folder was started with (checked like a new one)."""
     path = os.path.join(run_dir, "config.yaml")

@@ -8,7 +8,6 @@ temperatures are kept. Networks: per-task ensembles (separate) or one multi-head
 from __future__ import annotations
 
 import functools
-import os
 from dataclasses import replace
 from typing import Any
 
@@ -24,6 +23,7 @@ from experiment_utils import (
     check_memory,
     env_options,
     load_run_config,
+    save_run_config,
     set_seed,
 )
 from learning.behaviour import Behaviour, OwnPolicy, QSwitch
@@ -185,8 +185,7 @@ def build_trainer(config: ExperimentConfig, log_dir: str, *, stdout: bool = True
     logger = RunLogger(log_dir, stdout=stdout, resume_epoch=resume_epoch,
                        wandb_config=config.to_dict() if config.wandb else None)
     if resume_epoch is None:
-        with open(os.path.join(log_dir, "config.yaml"), "w") as f:
-            yaml.safe_dump(config.to_dict(), f, sort_keys=False)
+        save_run_config(log_dir, config)
 
     def videos(epoch: int) -> list[str]:
         behaviours = {"own": OwnPolicy(policy)}
@@ -252,8 +251,7 @@ def resume_experiment(run_dir: str, *, n_epochs: int | None = None, stdout: bool
     trainer = build_trainer(config, run_dir, stdout=stdout, resume_epoch=resume_epoch)
     trainer.load_state_dict(state)
     if n_epochs is not None:
-        with open(os.path.join(run_dir, "config.yaml"), "w") as f:
-            yaml.safe_dump(config.to_dict(), f, sort_keys=False)
+        save_run_config(run_dir, config)
     return config, _train(trainer, config, run_dir, stdout)
 
 

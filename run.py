@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable
+from typing import Any
 
 from experiment_utils import ExperimentError, make_log_dir, resolve_config
 
@@ -17,11 +19,23 @@ def _error(message: object) -> int:
     return 2
 
 
+def _trained(train: Callable[[], Any], log_dir: str) -> tuple[Any, int | None]:
+    """(train(), None), or (None, exit code) after one line for a run, new or resumed, that was
+    interrupted or diverged."""
+    try:
+        return train(), None
+    except KeyboardInterrupt:
+        print(f"\ninterrupted; logs and the last checkpoint are in {log_dir}", file=sys.stderr)
+        return None, 130
+    except FloatingPointError as error:
+        print(f"run.py: training diverged: {error}; the last good checkpoint is kept in "
+              f"{log_dir}", file=sys.stderr)
+        return None, 1
+
+
 def _resume(argv: list[str]) -> int:
     """`run.py resume --snapshot_dir RUN_DIR [--n_epochs N]`: continue a stopped run."""
     import argparse
-
-    from experiment_utils import ExperimentError
 
     class Parser(argparse.ArgumentParser):
         def error(self, message: str) -> None:  # type: ignore[override]
@@ -35,12 +49,14 @@ def _resume(argv: list[str]) -> int:
         args = parser.parse_args(argv)
         from garage_experiments import final_summary, resume_experiment
 
-        config, metrics = resume_experiment(args.snapshot_dir, n_epochs=args.n_epochs)
+        result, code = _trained(
+            lambda: resume_experiment(args.snapshot_dir, n_epochs=args.n_epochs),
+            args.snapshot_dir)
     except ExperimentError as error:
         return _error(error)
-    except KeyboardInterrupt:
-        print(f"\ninterrupted; the last checkpoint is in {args.snapshot_dir}", file=sys.stderr)
-        return 130
+    if code is not None:
+        return code
+    config, metrics = result
     print(final_summary(metrics, config.num_tasks, config.spec.qmp))
     return 0
 
@@ -58,18 +74,13 @@ def main(argv: list[str] | None = None) -> int:
     from garage_experiments import final_summary, run_experiment
 
     try:
-        metrics = run_experiment(config, log_dir)
+        metrics, code = _trained(lambda: run_experiment(config, log_dir), log_dir)
     except ExperimentError as error:  # found while building (e.g. buffers too large for RAM)
         if not os.listdir(log_dir):
             os.rmdir(log_dir)
         return _error(error)
-    except KeyboardInterrupt:
-        print(f"\ninterrupted; logs and the last snapshot are in {log_dir}", file=sys.stderr)
-        return 130
-    except FloatingPointError as error:
-        print(f"run.py: training diverged: {error}; the last good checkpoint is kept in "
-              f"{log_dir}", file=sys.stderr)
-        return 1
+    if code is not None:
+        return code
     print(final_summary(metrics, config.num_tasks, config.spec.qmp))
     print(f"logs: {log_dir}")
     return 0
