@@ -62,29 +62,27 @@ class Evaluator:
         state = np.random.SeedSequence([self.seed, epoch]).generate_state(self.venv.num_envs)
         return [int(s) for s in state]
 
-    def run(self, behaviour: Behaviour, epoch: int) -> tuple[list[Episode], np.ndarray]:
-        """Episodes (sorted by task) and the (N, N) counts of which policy acted for each task."""
+    def run(self, behaviour: Behaviour, epoch: int) -> list[Episode]:
+        """The evaluation's episodes, sorted by task."""
         venv, n, c = self.venv, self.num_tasks, self.copies
         venv.reset_all(self.seeds(epoch))
         tracker = EpisodeTracker(venv.num_envs, self.discount, self.info_metrics, self._tasks)
         remaining = self._episodes_of_row.copy()
-        counts = np.zeros((n, n), dtype=np.int64)
         while remaining.any():
             active = remaining > 0
             obs = torch.from_numpy(self.split(venv.obs)).view(c, n, -1)
-            actions, acting = behaviour.act(obs, venv.steps_in_episode.reshape(c, n), True)
+            actions, _ = behaviour.act(obs, venv.steps_in_episode.reshape(c, n), True)
             step = venv.step(actions.reshape(c * n, -1), active)
             tracker.record(step, active)
-            np.add.at(counts, (self._tasks[active], acting.reshape(-1)[active]), 1)
             remaining -= step.ended
-        return sorted(tracker.pop_finished(), key=lambda e: e.task), counts
+        return sorted(tracker.pop_finished(), key=lambda e: e.task)
 
     def metrics(self, behaviours: dict[str, Behaviour], epoch: int,
                 extra_names: Sequence[str]) -> dict[str, float]:
         """The logged evaluation metrics of every behaviour, under its prefix."""
         out: dict[str, float] = {}
         for prefix, behaviour in behaviours.items():
-            episodes, _ = self.run(behaviour, epoch)
+            episodes = self.run(behaviour, epoch)
             for name, value in episode_metrics(episodes, extra_names).items():
                 out[f"{prefix}/{name}"] = value
             for k in range(self.num_tasks):
