@@ -84,17 +84,13 @@ class MultiTaskReplayBuffer:
     ) -> None:
         """Store lockstep steps: arrays laid out (N, ...) hold one step (row i: task i's
         transition); (K, N, ...) hold K env copies' steps, stored as K consecutive entries."""
+        values = (obs, next_obs, actions, rewards, terminals, acting_policy)  # as _ARRAYS
         if rewards.ndim == 1:
-            obs, actions, rewards, next_obs, terminals, acting_policy = (
-                x[None] for x in (obs, actions, rewards, next_obs, terminals, acting_policy))
-        k, p = rewards.shape[0], self.ptr
+            values = tuple(x[None] for x in values)
+        k, p = values[3].shape[0], self.ptr
         where = slice(p, p + k) if p + k <= self.capacity else (p + np.arange(k)) % self.capacity
-        self.obs[:, where] = obs.swapaxes(0, 1)
-        self.actions[:, where] = actions.swapaxes(0, 1)
-        self.rewards[:, where] = rewards.T
-        self.next_obs[:, where] = next_obs.swapaxes(0, 1)
-        self.terminals[:, where] = terminals.T
-        self.acting_policy[:, where] = acting_policy.T
+        for name, x in zip(self._ARRAYS, values, strict=True):
+            getattr(self, name)[:, where] = x.swapaxes(0, 1)
         self.ptr = (p + k) % self.capacity
         self.size = min(self.size + k, self.capacity)
 
