@@ -7,6 +7,7 @@ README, "Fixed bugs"). Log-probabilities use the tanh correction log(1 - a^2 + 1
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 
@@ -22,15 +23,45 @@ def split_mean_log_std(params: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor
     return mean, log_std.clamp(LOG_STD_MIN, LOG_STD_MAX)
 
 
+@dataclass
+class TanhGaussianDraw:
+    """A reparameterised sample a = tanh(mean + std * eps), its log-probability (summed over the
+    last axis), and what `backward` needs to differentiate both with respect to mean and log-std
+    (eps held fixed)."""
+
+    action: torch.Tensor
+    log_prob: torch.Tensor
+    eps: torch.Tensor
+    std: torch.Tensor
+
+    def backward(self, grad_action: torch.Tensor, grad_log_prob: torch.Tensor
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Gradients of mean and log-std from those of the action (..., A) and the
+        log-probability (...)."""
+        one_minus_a2 = 1.0 - self.action.square()
+        grad_log_prob = grad_log_prob.unsqueeze(-1)
+        # d log_prob / d pre_tanh = -d/du log(1 - tanh(u)^2 + TANH_EPS) = 2a(1 - a^2) / (...)
+        grad_pre = (grad_action + grad_log_prob * 2.0 * self.action / (one_minus_a2 + TANH_EPS)
+                    ) * one_minus_a2
+        # pre_tanh = mean + exp(log_std) * eps; log_prob also holds -log_std
+        return grad_pre, grad_pre * self.std * self.eps - grad_log_prob
+
+
+def tanh_gaussian_draw(mean: torch.Tensor, log_std: torch.Tensor) -> TanhGaussianDraw:
+    eps = torch.randn_like(mean)
+    std = log_std.exp()
+    action = torch.tanh(mean + std * eps)
+    log_prob = _squashed_log_prob(-0.5 * eps.square() - log_std - _HALF_LOG_2PI, action)
+    return TanhGaussianDraw(action, log_prob, eps, std)
+
+
 def tanh_gaussian_sample(
     mean: torch.Tensor, log_std: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Reparameterised sample a = tanh(mean + std * eps) and its log-probability (summed over
     the last axis)."""
-    eps = torch.randn_like(mean)
-    pre_tanh = mean + log_std.exp() * eps
-    action = torch.tanh(pre_tanh)
-    return action, _squashed_log_prob(-0.5 * eps.square() - log_std - _HALF_LOG_2PI, action)
+    draw = tanh_gaussian_draw(mean, log_std)
+    return draw.action, draw.log_prob
 
 
 def tanh_gaussian_action(mean: torch.Tensor, log_std: torch.Tensor) -> torch.Tensor:
@@ -64,3 +95,13 @@ def diagonal_gaussian_kl(
     var_p = (2.0 * log_std_p).exp()
     var_q = (2.0 * log_std_q).exp()
     return log_std_q - log_std_p + (var_p + (mean_p - mean_q).square()) / (2.0 * var_q) - 0.5
+
+
+def diagonal_gaussian_kl_grad_q(
+    mean_p: torch.Tensor, log_std_p: torch.Tensor, mean_q: torch.Tensor, log_std_q: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Gradients of the per-dimension KL(p || q) with respect to q's mean and log-std."""
+    var_p = (2.0 * log_std_p).exp()
+    var_q = (2.0 * log_std_q).exp()
+    diff = mean_q - mean_p
+    return diff / var_q, 1.0 - (var_p + diff.square()) / var_q

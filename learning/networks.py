@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
@@ -18,14 +19,14 @@ from torch import nn
 ALL_MEMBERS = slice(None)
 
 
-def select_members(stacked: torch.Tensor, members: slice) -> torch.Tensor:
-    """Rows `members` of a stacked (M, ...) parameter; the parameter itself when that is all of
-    them, so that backward accumulates straight into its gradient (indexing would add a slice
-    node whose backward zero-fills and copies a full-size gradient)."""
-    start, stop, step = members.indices(stacked.shape[0])
-    if start == 0 and stop == stacked.shape[0] and step == 1:
-        return stacked
-    return stacked[members]
+def affine(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    """`x @ weight + bias` for stacked (M, in, out) weights. With M > 1 members of one output
+    each (twin-critic heads) the weight's default (in, 1, 1) strides send the batched CPU matmul
+    down a path several times slower; a view with other strides avoids it."""
+    members, fan_in, out = weight.shape
+    if members > 1 and out == 1:
+        weight = weight.view(members, 1, fan_in).transpose(1, 2)
+    return torch.baddbmm(bias, x, weight)
 
 
 class EnsembleLinear(nn.Module):
@@ -37,39 +38,23 @@ class EnsembleLinear(nn.Module):
         self.bias = nn.Parameter(torch.zeros(members, 1, out_features))
 
     def forward(self, x: torch.Tensor, members: slice = ALL_MEMBERS) -> torch.Tensor:
-        bias = select_members(self.bias, members)
-        weight = select_members(self.weight, members)
-        if weight.shape[0] > 1 and weight.shape[2] == 1:
-            return _SingleOutputLinear.apply(bias, x, weight)
-        return torch.baddbmm(bias, x, weight)
+        return affine(x, self.weight[members], self.bias[members])
 
+    def backward(self, x: torch.Tensor, grad: torch.Tensor) -> list[torch.Tensor]:
+        """Gradients of (weight, bias) given the layer's input x and its output's gradient."""
+        members, fan_in, out = self.weight.shape
+        if members > 1 and out == 1:  # (1, B) @ (B, in) per member, not an outer-product bmm
+            grad_weight = torch.bmm(grad.transpose(1, 2), x).view(members, fan_in, 1)
+        else:
+            grad_weight = torch.bmm(x.transpose(1, 2), grad)
+        return [grad_weight, grad.sum(1, keepdim=True)]
 
-class _SingleOutputLinear(torch.autograd.Function):
-    """`baddbmm(bias, x, weight)` for M > 1 members with one output each (twin-critic heads).
-
-    Batched CPU matmuls with a single output column take slow paths (several times slower): in
-    the forward with the weight's default (fan_in, 1, 1) strides, and in autograd's backward (the
-    outer product grad @ weight^T and x^T @ grad). Here the forward multiplies by a view of the
-    weight with other strides, and the backward computes the same values as a broadcast product
-    and a (1, B) @ (B, fan_in) matmul."""
-
-    @staticmethod
-    def forward(ctx, bias: torch.Tensor, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-        m, fan_in, _ = weight.shape
-        ctx.save_for_backward(x, weight)
-        return torch.baddbmm(bias, x, weight.view(m, 1, fan_in).transpose(1, 2))
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
-        x, weight = ctx.saved_tensors
-        m, fan_in, _ = weight.shape
-        needs_bias, needs_x, needs_weight = ctx.needs_input_grad
-        grad_bias = grad.sum(1, keepdim=True) if needs_bias else None
-        grad_x = grad * weight.view(m, 1, fan_in) if needs_x else None
-        grad_weight = None
-        if needs_weight:
-            grad_weight = torch.bmm(grad.transpose(1, 2), x).view(m, fan_in, 1)
-        return grad_bias, grad_x, grad_weight
+    def input_grad(self, grad: torch.Tensor, start: int = 0) -> torch.Tensor:
+        """Gradient of the input columns `start:` given the output's gradient."""
+        members, fan_in, out = self.weight.shape
+        if members > 1 and out == 1:
+            return grad * self.weight.view(members, 1, fan_in)[:, :, start:]
+        return torch.bmm(grad, self.weight[:, start:].transpose(1, 2))
 
 
 class EnsembleLayerNorm(nn.Module):
@@ -83,7 +68,23 @@ class EnsembleLayerNorm(nn.Module):
 
     def forward(self, x: torch.Tensor, members: slice = ALL_MEMBERS) -> torch.Tensor:
         x = nn.functional.layer_norm(x, x.shape[-1:], eps=self.eps)
-        return x * select_members(self.weight, members) + select_members(self.bias, members)
+        return x * self.weight[members] + self.bias[members]
+
+    def forward_taped(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Output, normalised input and inverse std (what `backward` needs)."""
+        centred = x - x.mean(-1, keepdim=True)
+        inv_std = (centred.square().mean(-1, keepdim=True) + self.eps).rsqrt()
+        normalised = centred * inv_std
+        return torch.addcmul(self.bias, normalised, self.weight), normalised, inv_std
+
+    def backward(self, normalised: torch.Tensor, inv_std: torch.Tensor, grad: torch.Tensor
+                 ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """Input gradient and the (weight, bias) gradients."""
+        params = [(grad * normalised).sum(1, keepdim=True), grad.sum(1, keepdim=True)]
+        g = grad * self.weight
+        centred_g = g - g.mean(-1, keepdim=True)
+        x_grad = (centred_g - normalised * (g * normalised).mean(-1, keepdim=True)) * inv_std
+        return x_grad, params
 
 
 def xavier_(weight: torch.Tensor, *, normal: bool, blocks: int = 1) -> None:
@@ -132,20 +133,79 @@ class EnsembleMLP(nn.Module):
             layers.append(linear)
             if layer_norm:
                 layers.append(EnsembleLayerNorm(members, size))
-            layers.append(nn.ReLU(inplace=True))  # saves one activation buffer per layer
+            layers.append(nn.ReLU(inplace=True))
             last = size
         head = EnsembleLinear(members, last, out_features)
         xavier_(head.weight, normal=normal_init, blocks=out_blocks)
         layers.append(head)
         self.body = nn.Sequential(*layers)
+        #: (linear, layer norm or None) per layer, the head last without a norm
+        self.layers: list[tuple[EnsembleLinear, EnsembleLayerNorm | None]] = []
+        for module in layers:
+            if isinstance(module, EnsembleLinear):
+                self.layers.append((module, None))
+            elif isinstance(module, EnsembleLayerNorm):
+                self.layers[-1] = (self.layers[-1][0], module)
 
     def forward(self, x: torch.Tensor, members: slice = ALL_MEMBERS) -> torch.Tensor:
+        return self._run(x, members, None)
+
+    def forward_taped(self, x: torch.Tensor) -> tuple[torch.Tensor, MLPTape]:
+        """All members' output and the tape `backward` differentiates it with."""
+        tape = MLPTape()
+        return self._run(x, ALL_MEMBERS, tape), tape
+
+    def _run(self, x: torch.Tensor, members: slice, tape: MLPTape | None) -> torch.Tensor:
         count = len(range(*members.indices(self.members)))
         if x.shape[0] != count:
             x = x.expand(count, *x.shape[1:])
-        for layer in self.body:
-            if isinstance(layer, (EnsembleLinear, EnsembleLayerNorm)):
-                x = layer(x, members)
-            else:
-                x = layer(x)
-        return x
+        for k, (linear, norm) in enumerate(self.layers):  # plain calls: no module hooks
+            if tape is not None:
+                tape.inputs.append(x)
+            x = linear.forward(x, members)
+            if k == len(self.layers) - 1:
+                return x
+            if norm is not None and tape is not None:
+                x, normalised, inv_std = norm.forward_taped(x)
+                tape.norms.append((normalised, inv_std))
+            elif norm is not None:
+                x = norm.forward(x, members)
+            x = x.relu_()  # in place: saves one activation buffer per layer
+        raise AssertionError("unreachable: the head returns")
+
+    def backward(
+        self, tape: MLPTape, grad: torch.Tensor, *, param_grads: bool = True,
+        input_grad_from: int | None = None,
+    ) -> tuple[torch.Tensor | None, list[torch.Tensor]]:
+        """Backpropagate the output's gradient through a taped forward pass.
+
+        Returns the gradient of input columns `input_grad_from:` (None when not asked for) and,
+        with `param_grads`, the parameter gradients in `parameters()` order (else [])."""
+        per_layer: list[list[torch.Tensor]] = [[] for _ in self.layers]
+        for k in range(len(self.layers) - 1, 0, -1):
+            linear = self.layers[k][0]
+            if param_grads:  # a layer's own (weight, bias) come before its norm's
+                per_layer[k][:0] = linear.backward(tape.inputs[k], grad)
+            # the ReLU output (this layer's input) is positive exactly where the ReLU passed
+            grad = torch.ops.aten.threshold_backward(linear.input_grad(grad), tape.inputs[k], 0)
+            norm = self.layers[k - 1][1]
+            if norm is not None:
+                grad, norm_grads = norm.backward(*tape.norms[k - 1], grad)
+                if param_grads:
+                    per_layer[k - 1] = norm_grads
+        first = self.layers[0][0]
+        if param_grads:
+            per_layer[0][:0] = first.backward(tape.inputs[0], grad)
+        input_grad = None if input_grad_from is None else first.input_grad(grad, input_grad_from)
+        return input_grad, [g for layer in per_layer for g in layer]
+
+
+@dataclass
+class MLPTape:
+    """What `EnsembleMLP.backward` needs of a forward pass: each linear layer's input (a ReLU
+    output, which doubles as the ReLU's mask) and each layer norm's normalised input and inverse
+    std. The update computes its gradients by hand: autograd's graph bookkeeping cost as much as
+    a third of a small network's update."""
+
+    inputs: list[torch.Tensor] = field(default_factory=list)
+    norms: list[tuple[torch.Tensor, torch.Tensor]] = field(default_factory=list)

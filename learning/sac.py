@@ -16,7 +16,13 @@ from typing import Literal
 import torch
 from torch import nn
 
-from learning.distributions import diagonal_gaussian_kl, gaussian_entropy, tanh_gaussian_sample
+from learning.distributions import (
+    diagonal_gaussian_kl,
+    diagonal_gaussian_kl_grad_q,
+    gaussian_entropy,
+    tanh_gaussian_draw,
+)
+from learning.optimizer import FusedAdam
 from learning.replay_buffer import TransitionBatch
 from learning.task_networks import TaskPolicy, TwinCritic
 
@@ -47,13 +53,6 @@ class SACConfig:
     per_task_temperature: bool = True
     #: the DnC family differentiates -log_alpha * (...), the SAC family -alpha * (...)
     temperature_loss: Literal["log_alpha", "alpha"] = "log_alpha"
-
-
-def reduce_loss(per_sample: torch.Tensor, weights: torch.Tensor | None) -> torch.Tensor:
-    """Sum over groups of each group's weighted mean over its B samples (last axis)."""
-    if weights is None:
-        return per_sample.mean(-1).sum()
-    return ((per_sample * weights).sum(-1) / weights.sum(-1).clamp_min(1.0)).sum()
 
 
 class TaskStatistics:
@@ -108,10 +107,9 @@ class MultiTaskSAC:
         temperatures = num_tasks if config.per_task_temperature else 1
         self.log_alpha = nn.Parameter(torch.zeros(temperatures))
         self.policy_params = list(policy.parameters())
-        self.policy_optimizer = torch.optim.Adam(self.policy_params, lr=config.lr, fused=True)
-        self.critic_optimizer = torch.optim.Adam(critic.parameters(), lr=config.lr, fused=True)
-        self.alpha_optimizer = torch.optim.Adam([self.log_alpha], lr=config.lr)
-        self._actor_step_params = [*self.policy_params, self.log_alpha]
+        self.policy_optimizer = FusedAdam(self.policy_params, lr=config.lr)
+        self.critic_optimizer = FusedAdam(critic.parameters(), lr=config.lr)
+        self.alpha_optimizer = FusedAdam([self.log_alpha], lr=config.lr)
         self._critic_params = list(critic.parameters())
         self._target_params = list(self.target_critic.parameters())
         #: (N, N) DnC penalty weights; row i weights policy i's KL towards every other policy
@@ -170,80 +168,115 @@ class MultiTaskSAC:
             getattr(self, name).load_state_dict(state[name])
 
     def update(self, batch: TransitionBatch, kl_obs: torch.Tensor | None = None) -> None:
-        """One gradient step of critics, actor and temperature on `batch` for every task."""
+        """One gradient step of critics, actor and temperature on `batch` for every task.
+
+        The gradients are computed by hand (taped forward passes, `backward` methods): the same
+        values autograd gives (tests/test_update_gradients.py checks them against autograd on
+        every architecture and option), without the graph bookkeeping that cost a third of a
+        small network's update."""
         cfg = self.config
-        ids, weights = batch.task_ids, batch.weights
+        ids = batch.task_ids
         alpha_ids = self.temperature_index(ids)
         alpha = self.log_alpha.detach().exp()[alpha_ids]
+        # d(loss)/d(per-sample term): each group's (weighted) mean, summed over groups
+        scale = per_sample_scale(batch.weights, ids.shape)
 
         with torch.no_grad():
             next_mean, next_log_std = self.policy(batch.next_obs, ids)
-            next_action, next_log_pi = tanh_gaussian_sample(next_mean, next_log_std)
-            next_q = self.target_critic(batch.next_obs, next_action, ids).min(0).values
-            soft_next = next_q - alpha * next_log_pi
+            next_draw = tanh_gaussian_draw(next_mean, next_log_std)
+            next_q = self.target_critic(batch.next_obs, next_draw.action, ids).min(0).values
+            soft_next = next_q - alpha * next_draw.log_prob
             q_target = cfg.reward_scale * batch.rewards + cfg.discount * (
                 1.0 - batch.terminals
             ) * soft_next
 
-        q = self.critic(batch.obs, batch.actions, ids)
-        q_errors = (q - q_target).square()
-        critic_loss = reduce_loss(q_errors, weights)
-        self.critic_optimizer.zero_grad(set_to_none=True)
-        critic_loss.backward()
-        self.critic_optimizer.step()
+            # critics: loss sum_k reduce((Q_k - y)^2)
+            q, critic_tape = self.critic.forward_taped(batch.obs, batch.actions, ids)
+            q_diff = q - q_target
+            _, grads = self.critic.backward(critic_tape, 2.0 * scale * q_diff,
+                                            param_grads=True, action_grad=False)
+            _set_grads(self._critic_params, grads)
+            self.critic_optimizer.step()
 
-        mean, log_std = self.policy(batch.obs, ids)
-        action, log_pi = tanh_gaussian_sample(mean, log_std)
-        q_new = self.critic(batch.obs, action, ids).min(0).values
-        policy_per_sample = alpha * log_pi - q_new
-        policy_loss = reduce_loss(policy_per_sample, weights)
-        kl_stats: list[torch.Tensor] = []
-        if self.kl_coeff is not None and kl_obs is not None:
-            kl, penalty = self._kl_penalty(kl_obs)
-            policy_loss = policy_loss + penalty.sum()
-            kl_stats = [kl.detach(), penalty.detach()]
+            # actor (with the fresh critics): loss reduce(alpha * log_pi - min_k Q_k(s, a~pi))
+            mean, log_std, policy_tape = self.policy.forward_taped(batch.obs, ids)
+            draw = tanh_gaussian_draw(mean, log_std)
+            q_new, q_new_tape = self.critic.forward_taped(batch.obs, draw.action, ids)
+            q_min, twin = q_new.min(0)
+            policy_per_sample = alpha * draw.log_prob - q_min
+            grad_q = torch.zeros_like(q_new).scatter_(0, twin.unsqueeze(0), -scale.unsqueeze(0))
+            grad_action, _ = self.critic.backward(q_new_tape, grad_q, param_grads=False,
+                                                  action_grad=True)
+            assert grad_action is not None
+            grads = self.policy.backward(policy_tape, *draw.backward(grad_action, alpha * scale))
+            kl_stats: list[torch.Tensor] = []
+            if self.kl_coeff is not None and kl_obs is not None:
+                kl, penalty, kl_grads = self._kl_penalty(kl_obs)
+                grads = [g + k for g, k in zip(grads, kl_grads, strict=True)]
+                kl_stats = [kl, penalty]
+            _set_grads(self.policy_params, grads)
 
-        log_alpha = self.log_alpha[alpha_ids]
-        coef = log_alpha if cfg.temperature_loss == "log_alpha" else log_alpha.exp()
-        alpha_per_sample = -coef * (log_pi.detach() + self.target_entropy)
-        alpha_loss = reduce_loss(alpha_per_sample, weights)
-        # One backward pass for both losses gives each exactly its own gradient: the policy loss
-        # sees the temperature detached, the temperature loss log_pi detached.
-        self.policy_optimizer.zero_grad(set_to_none=True)
-        self.alpha_optimizer.zero_grad(set_to_none=True)
-        (policy_loss + alpha_loss).backward(inputs=self._actor_step_params)
-        self.policy_optimizer.step()
-        self.alpha_optimizer.step()
+            # temperature: loss reduce(-coef * (log_pi + target entropy)), coef = log_alpha or
+            # alpha of each sample's task
+            entropy_gap = draw.log_prob + self.target_entropy
+            coef = self.log_alpha[alpha_ids]
+            alpha_per_sample = -coef * entropy_gap
+            grad_coef = -scale * entropy_gap
+            if cfg.temperature_loss == "alpha":
+                alpha_per_sample = -alpha * entropy_gap
+                grad_coef = grad_coef * alpha
+            self.log_alpha.grad = torch.zeros_like(self.log_alpha).index_add_(
+                0, alpha_ids.reshape(-1), grad_coef.reshape(-1))
+            self.policy_optimizer.step()
+            self.alpha_optimizer.step()
 
-        with torch.no_grad():
             torch._foreach_lerp_(self._target_params, self._critic_params, cfg.target_update_tau)
             values = [
-                q_errors[0],
-                q_errors[1],
+                q_diff[0].square(),
+                q_diff[1].square(),
                 q[0],
                 q[1],
                 q_target,
                 policy_per_sample,
-                log_pi,
+                draw.log_prob,
                 gaussian_entropy(log_std),
                 alpha_per_sample,
                 alpha,
             ]
             values += [per_task[ids] for per_task in kl_stats]  # (N,) -> each sample's task
-            self.stats.add(torch.stack([v.detach() for v in values]), ids, weights)
+            self.stats.add(torch.stack(values), ids, batch.weights)
 
-    def _kl_penalty(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _kl_penalty(self, obs: torch.Tensor
+                    ) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
         """DnC penalty: for policy i, sum_j beta_ij * mean KL(pi_j || pi_i) of the pre-tanh
         Gaussians (per action dimension, averaged over dimensions and the batch). pi_j is held
-        fixed: with stacked parameters its gradient would otherwise be stepped too."""
+        fixed: with stacked parameters its gradient would otherwise be stepped too.
+
+        Returns each policy's mean KL to the others, its penalty, and the penalty's gradient."""
         n = self.num_tasks
         ids = torch.arange(n).unsqueeze(1).expand(n, obs.shape[0])
-        mean, log_std = self.policy(obs.unsqueeze(0).expand(n, *obs.shape), ids)
-        kl = diagonal_gaussian_kl(
-            mean.detach().unsqueeze(0), log_std.detach().unsqueeze(0),
-            mean.unsqueeze(1), log_std.unsqueeze(1),
-        ).mean(dim=(-1, -2))  # (N_i, N_j): KL(pi_j || pi_i)
+        mean, log_std, tape = self.policy.forward_taped(obs.unsqueeze(0).expand(n, *obs.shape),
+                                                        ids)
+        p = (mean.unsqueeze(0), log_std.unsqueeze(0))  # pi_j along axis 1
+        q = (mean.unsqueeze(1), log_std.unsqueeze(1))  # pi_i along axis 0
+        kl = diagonal_gaussian_kl(*p, *q).mean(dim=(-1, -2))  # (N_i, N_j): KL(pi_j || pi_i)
         assert self.kl_coeff is not None
         penalty = (self.kl_coeff * kl).sum(1)
-        mean_kl = kl.sum(1) / max(n - 1, 1)
-        return mean_kl, penalty
+        weight = (self.kl_coeff / mean[0].numel()).view(n, n, 1, 1)
+        grad_mean, grad_log_std = diagonal_gaussian_kl_grad_q(*p, *q)
+        grads = self.policy.backward(tape, (weight * grad_mean).sum(1),
+                                     (weight * grad_log_std).sum(1))
+        return kl.sum(1) / max(n - 1, 1), penalty, grads
+
+
+def per_sample_scale(weights: torch.Tensor | None, shape: torch.Size) -> torch.Tensor:
+    """d(loss)/d(term) of a loss that sums, over groups, each group's weighted mean of its B
+    per-sample terms (the plain mean without weights): w / max(sum w, 1) or 1 / B."""
+    if weights is None:
+        return torch.full(shape, 1.0 / shape[-1])
+    return weights / weights.sum(-1, keepdim=True).clamp_min(1.0)
+
+
+def _set_grads(params: list[torch.Tensor], grads: list[torch.Tensor]) -> None:
+    for p, g in zip(params, grads, strict=True):
+        p.grad = g

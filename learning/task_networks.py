@@ -12,13 +12,14 @@ network, G = 1, and `task_ids` (G, B) picks each sample's head (multihead) or is
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from enum import StrEnum
 
 import torch
 from torch import nn
 
-from learning.distributions import split_mean_log_std
-from learning.networks import EnsembleMLP
+from learning.distributions import LOG_STD_MAX, LOG_STD_MIN, split_mean_log_std
+from learning.networks import EnsembleMLP, MLPTape
 
 
 class Architecture(StrEnum):
@@ -35,6 +36,33 @@ def select_head(out: torch.Tensor, task_ids: torch.Tensor, heads: int) -> torch.
     k = width // heads
     index = task_ids.reshape(m, b, 1, 1).expand(m, b, 1, k)
     return out.view(m, b, heads, k).gather(2, index).squeeze(2)
+
+
+def select_head_backward(grad: torch.Tensor, task_ids: torch.Tensor, heads: int) -> torch.Tensor:
+    """Gradient of `select_head`'s input: each sample's (M, B, k) gradient placed in its head's
+    columns of (M, B, heads * k), zeros elsewhere."""
+    if heads == 1:
+        return grad
+    m, b, k = grad.shape
+    index = task_ids.reshape(m, b, 1, 1).expand(m, b, 1, k)
+    full = torch.zeros(m, b, heads, k, dtype=grad.dtype)
+    return full.scatter_(2, index, grad.unsqueeze(2)).view(m, b, heads * k)
+
+
+@dataclass
+class PolicyTape:
+    """A taped policy forward pass: the network's tape, the head choice and the unclamped
+    log-std (the clamp passes gradient only inside its bounds)."""
+
+    net: MLPTape
+    task_ids: torch.Tensor
+    raw_log_std: torch.Tensor
+
+
+@dataclass
+class CriticTape:
+    net: MLPTape
+    task_ids: torch.Tensor  # (2G, B): the head of each twin's sample
 
 
 class TaskPolicy(nn.Module):
@@ -67,6 +95,23 @@ class TaskPolicy(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """obs (G, B, d), task_ids (G, B) -> mean, log_std (G, B, A)."""
         return split_mean_log_std(select_head(self.net(obs), task_ids, self.heads))
+
+    def forward_taped(
+        self, obs: torch.Tensor, task_ids: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, PolicyTape]:
+        """`forward` that also returns the tape `backward` needs."""
+        out, net_tape = self.net.forward_taped(obs)
+        mean, raw_log_std = select_head(out, task_ids, self.heads).chunk(2, dim=-1)
+        log_std = raw_log_std.clamp(LOG_STD_MIN, LOG_STD_MAX)
+        return mean, log_std, PolicyTape(net_tape, task_ids, raw_log_std)
+
+    def backward(self, tape: PolicyTape, grad_mean: torch.Tensor, grad_log_std: torch.Tensor
+                 ) -> list[torch.Tensor]:
+        """Parameter gradients (in `parameters()` order) from those of the mean and log-std."""
+        inside = (tape.raw_log_std >= LOG_STD_MIN) & (tape.raw_log_std <= LOG_STD_MAX)
+        grad = torch.cat([grad_mean, grad_log_std * inside], dim=-1)
+        grad = select_head_backward(grad, tape.task_ids, self.heads)
+        return self.net.backward(tape.net, grad)[1]
 
     def own(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Each task's own policy on R copies of the task set: obs (R, N, d) -> (R, N, A) each,
@@ -108,6 +153,7 @@ class TwinCritic(nn.Module):
         super().__init__()
         self.architecture = Architecture(architecture)
         self.num_tasks = num_tasks
+        self.action_dim = action_dim
         self.groups = num_tasks if self.architecture is Architecture.SEPARATE else 1
         self.heads = num_tasks if self.architecture is Architecture.MULTIHEAD else 1
         self.net = EnsembleMLP(
@@ -127,13 +173,43 @@ class TwinCritic(nn.Module):
 
         `twins=1` evaluates Q1 only (half the work, for the Q-switch's default rule)."""
         g, b = task_ids.shape
-        x = torch.cat([obs, actions], dim=-1)
-        ids = task_ids
         if twins == 2:
-            x = x.unsqueeze(0).expand(2, *x.shape).reshape(2 * g, b, -1)
-            ids = task_ids.unsqueeze(0).expand(2, g, b).reshape(2 * g, b)
+            x, ids = self._twin_inputs(obs, actions, task_ids)
+        else:
+            x, ids = torch.cat([obs, actions], dim=-1), task_ids
         out = self.net(x, slice(0, twins * g))
         return select_head(out, ids, self.heads).view(twins, g, b)
+
+    def _twin_inputs(self, obs: torch.Tensor, actions: torch.Tensor, task_ids: torch.Tensor
+                     ) -> tuple[torch.Tensor, torch.Tensor]:
+        g, b = task_ids.shape
+        x = torch.cat([obs, actions], dim=-1)
+        x = x.unsqueeze(0).expand(2, *x.shape).reshape(2 * g, b, -1)
+        return x, task_ids.unsqueeze(0).expand(2, g, b).reshape(2 * g, b)
+
+    def forward_taped(self, obs: torch.Tensor, actions: torch.Tensor, task_ids: torch.Tensor
+                      ) -> tuple[torch.Tensor, CriticTape]:
+        """Both twins' Q values (2, G, B) and the tape `backward` needs."""
+        g, b = task_ids.shape
+        x, ids = self._twin_inputs(obs, actions, task_ids)
+        out, net_tape = self.net.forward_taped(x)
+        return select_head(out, ids, self.heads).view(2, g, b), CriticTape(net_tape, ids)
+
+    def backward(
+        self, tape: CriticTape, grad_q: torch.Tensor, *, param_grads: bool, action_grad: bool
+    ) -> tuple[torch.Tensor | None, list[torch.Tensor]]:
+        """From the gradient of the Q values (2, G, B): the actions' gradient (G, B, A) if
+        `action_grad`, and the parameter gradients if `param_grads` (else [])."""
+        two_g, b = tape.task_ids.shape
+        grad = select_head_backward(grad_q.reshape(two_g, b, 1), tape.task_ids, self.heads)
+        obs_dim = self.net.in_features - self.action_dim
+        input_grad, grads = self.net.backward(
+            tape.net, grad, param_grads=param_grads,
+            input_grad_from=obs_dim if action_grad else None,
+        )
+        if input_grad is not None:  # each action feeds both twins
+            input_grad = input_grad.view(2, two_g // 2, b, -1).sum(0)
+        return input_grad, grads
 
     def score_candidates(
         self, obs: torch.Tensor, candidates: torch.Tensor, twins: int = 2

@@ -3,6 +3,7 @@ what N independently built networks compute (outputs, losses and gradients)."""
 
 from __future__ import annotations
 
+import copy
 import math
 
 import pytest
@@ -18,6 +19,7 @@ from learning.distributions import (
     tanh_gaussian_sample,
 )
 from learning.networks import EnsembleMLP
+from learning.optimizer import FusedAdam
 from learning.task_networks import Architecture, TaskPolicy, TwinCritic
 
 
@@ -189,3 +191,29 @@ def test_twin_critic_layout(arch: Architecture) -> None:
                 head = ids[g, b] if arch is Architecture.MULTIHEAD else 0
                 expected = raw[twin * groups + g, b, head].item()
                 assert q[twin, g, b].item() == pytest.approx(expected, abs=1e-6)
+
+
+@pytest.mark.parametrize("saved_fused", [True, False])
+def test_fused_adam_equals_torch_adam_and_loads_its_state(saved_fused: bool) -> None:
+    """FusedAdam is torch's fused Adam step for step, and resumes from a torch.optim.Adam
+    state_dict (fused or not, as checkpoints written before it hold) and from a deep copy."""
+    torch.manual_seed(9)
+    ours_p = [nn.Parameter(torch.randn(2, 3, 4)), nn.Parameter(torch.randn(1))]
+    ref_p = [nn.Parameter(p.detach().clone()) for p in ours_p]
+    ours = FusedAdam(ours_p, lr=1e-2)
+    ref = torch.optim.Adam(ref_p, lr=1e-2, fused=saved_fused)
+    for step in range(6):
+        grads = [torch.randn_like(p) for p in ours_p]
+        for p, q, g in zip(ours_p, ref_p, grads, strict=True):
+            p.grad, q.grad = g.clone(), g.clone()
+        ours.step()
+        ref.step()
+        if step == 2:  # resume ours from the reference's state, through a copy
+            ours_p, ours = copy.deepcopy((ours_p, FusedAdam(ours_p, lr=1e-2)))
+            ours.load_state_dict(copy.deepcopy(ref.state_dict()))  # as read from disk
+            with torch.no_grad():
+                for p, q in zip(ours_p, ref_p, strict=True):
+                    p.copy_(q)
+    for p, q in zip(ours_p, ref_p, strict=True):
+        torch.testing.assert_close(p, q, atol=1e-7, rtol=1e-6)
+    assert ours.state_dict()["state"][0]["step"].item() == 6

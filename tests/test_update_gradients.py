@@ -1,0 +1,199 @@
+"""The SAC update computes its gradients by hand. These tests hold them to autograd: the same
+losses written as the textbook autograd update (below) must give the same gradients for the
+critics, the policies and the temperatures, on every architecture and every option of the
+update (layer norm, UDS weights, the DnC KL penalty, both temperature losses, shared or per-task
+temperatures, log-stds outside their clamp)."""
+
+from __future__ import annotations
+
+import copy
+import itertools
+from collections.abc import Iterator
+
+import pytest
+import torch
+
+from learning.distributions import diagonal_gaussian_kl, tanh_gaussian_sample
+from learning.networks import EnsembleMLP
+from learning.replay_buffer import TransitionBatch
+from learning.sac import MultiTaskSAC, SACConfig
+from learning.task_networks import Architecture, TaskPolicy, TwinCritic
+
+OBS, ACT, HIDDEN = 5, 3, [16, 12]
+
+
+def reduce_loss(per_sample: torch.Tensor, weights: torch.Tensor | None) -> torch.Tensor:
+    if weights is None:
+        return per_sample.mean(-1).sum()
+    return ((per_sample * weights).sum(-1) / weights.sum(-1).clamp_min(1.0)).sum()
+
+
+def autograd_update(sac: MultiTaskSAC, batch: TransitionBatch, kl_obs: torch.Tensor | None
+                    ) -> None:
+    """The update as autograd would do it: losses built as graphs, then `backward`."""
+    cfg = sac.config
+    ids, weights = batch.task_ids, batch.weights
+    alpha_ids = sac.temperature_index(ids)
+    alpha = sac.log_alpha.detach().exp()[alpha_ids]
+    with torch.no_grad():
+        next_mean, next_log_std = sac.policy(batch.next_obs, ids)
+        next_action, next_log_pi = tanh_gaussian_sample(next_mean, next_log_std)
+        next_q = sac.target_critic(batch.next_obs, next_action, ids).min(0).values
+        q_target = cfg.reward_scale * batch.rewards + cfg.discount * (
+            1.0 - batch.terminals) * (next_q - alpha * next_log_pi)
+    q = sac.critic(batch.obs, batch.actions, ids)
+    sac.critic_optimizer.zero_grad(set_to_none=True)
+    reduce_loss((q - q_target).square(), weights).backward()
+    sac.critic_optimizer.step()
+
+    mean, log_std = sac.policy(batch.obs, ids)
+    action, log_pi = tanh_gaussian_sample(mean, log_std)
+    q_new = sac.critic(batch.obs, action, ids).min(0).values
+    loss = reduce_loss(alpha * log_pi - q_new, weights)
+    if sac.kl_coeff is not None and kl_obs is not None:
+        n = sac.num_tasks
+        kl_ids = torch.arange(n).unsqueeze(1).expand(n, kl_obs.shape[0])
+        m, s = sac.policy(kl_obs.unsqueeze(0).expand(n, *kl_obs.shape), kl_ids)
+        kl = diagonal_gaussian_kl(m.detach().unsqueeze(0), s.detach().unsqueeze(0),
+                                  m.unsqueeze(1), s.unsqueeze(1)).mean(dim=(-1, -2))
+        loss = loss + (sac.kl_coeff * kl).sum()
+    log_alpha = sac.log_alpha[alpha_ids]
+    coef = log_alpha if cfg.temperature_loss == "log_alpha" else log_alpha.exp()
+    loss = loss + reduce_loss(-coef * (log_pi.detach() + sac.target_entropy), weights)
+    sac.policy_optimizer.zero_grad(set_to_none=True)
+    sac.alpha_optimizer.zero_grad(set_to_none=True)
+    loss.backward(inputs=[*sac.policy_params, sac.log_alpha])
+    sac.policy_optimizer.step()
+    sac.alpha_optimizer.step()
+    with torch.no_grad():
+        torch._foreach_lerp_(list(sac.target_critic.parameters()), list(sac.critic.parameters()),
+                             cfg.target_update_tau)
+
+
+def _build(arch: Architecture, *, layer_norm: bool, temperature_loss: str,
+           per_task_temperature: bool, kl: bool, n: int = 3) -> MultiTaskSAC:
+    obs_dim = OBS + (n if arch is Architecture.SHARED else 0)
+    policy = TaskPolicy(arch, n, obs_dim, ACT, HIDDEN)
+    critic = TwinCritic(arch, n, obs_dim, ACT, HIDDEN, layer_norm=layer_norm)
+    config = SACConfig(temperature_loss=temperature_loss,  # type: ignore[arg-type]
+                       per_task_temperature=per_task_temperature)
+    beta = torch.rand(n, n) if kl else None
+    sac = MultiTaskSAC(policy, critic, n, ACT, config, kl_coeff=beta)
+    with torch.no_grad():  # log-stds beyond both clamp bounds on some units, and non-zero alphas
+        head = policy.net.body[-1]
+        head.weight.mul_(8.0)
+        sac.log_alpha.uniform_(-1.0, 1.0)
+    return sac
+
+
+def _batch(sac: MultiTaskSAC, *, weighted: bool, b: int = 7) -> TransitionBatch:
+    n = sac.num_tasks
+    groups = n if sac.policy.per_task_groups else 1
+    obs_dim = sac.policy.net.in_features
+    ids = (torch.arange(n).unsqueeze(1).expand(n, b) if groups == n
+           else torch.randint(0, n, (1, b)))
+    batch = TransitionBatch(
+        obs=torch.randn(groups, b, obs_dim), actions=torch.rand(groups, b, ACT) * 2 - 1,
+        rewards=torch.randn(groups, b), next_obs=torch.randn(groups, b, obs_dim),
+        terminals=(torch.rand(groups, b) < 0.3).to(torch.get_default_dtype()), task_ids=ids)
+    if weighted:
+        batch = batch.with_weights((torch.rand(groups, b) < 0.6).to(torch.get_default_dtype()))
+    return batch
+
+
+def _grads(sac: MultiTaskSAC) -> dict[str, torch.Tensor]:
+    out = {f"critic.{k}": p.grad for k, p in sac.critic.named_parameters()}
+    out |= {f"policy.{k}": p.grad for k, p in sac.policy.named_parameters()}
+    out["log_alpha"] = sac.log_alpha.grad
+    return out
+
+
+@pytest.fixture
+def float64() -> Iterator[None]:
+    """Compare in float64: with saturated tanh units (1 - a^2 near 0) float32 rounding alone
+    separates two correct gradients by more than a tight tolerance."""
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    yield
+    torch.set_default_dtype(previous)
+
+
+def _assert_close_to_scale(actual: torch.Tensor, expected: torch.Tensor, name: str) -> None:
+    """Equal up to rounding, measured against the tensor's largest entry (the two computations
+    add in different orders; a wrong term would be off by its whole size)."""
+    error = (actual - expected).abs().max().item()
+    assert error <= 1e-9 * expected.abs().max().item() + 1e-12, (name, error)
+
+
+CASES = [
+    *itertools.product(
+        [Architecture.SEPARATE, Architecture.MULTIHEAD, Architecture.SHARED],
+        [False, True],  # layer norm
+        [False, True],  # UDS weights
+        ["log_alpha", "alpha"],
+        [True, False],  # per-task temperature
+        [False],  # KL
+    ),
+    (Architecture.SEPARATE, False, False, "log_alpha", True, True),
+    (Architecture.SEPARATE, True, True, "log_alpha", True, True),
+]
+
+
+@pytest.mark.parametrize(("arch", "layer_norm", "weighted", "temperature_loss",
+                          "per_task_temperature", "kl"), CASES)
+def test_update_gradients_equal_autograd(arch: Architecture, layer_norm: bool, weighted: bool,
+                                         temperature_loss: str, per_task_temperature: bool,
+                                         kl: bool, float64: None) -> None:
+    torch.manual_seed(11)
+    ours = _build(arch, layer_norm=layer_norm, temperature_loss=temperature_loss,
+                  per_task_temperature=per_task_temperature, kl=kl)
+    reference = copy.deepcopy(ours)
+    for step in range(2):  # the second step runs on moved parameters and Adam states
+        batch = _batch(ours, weighted=weighted)
+        kl_obs = torch.randn(4, ours.policy.net.in_features) if kl else None
+        seed = 100 + step
+        torch.manual_seed(seed)
+        ours.update(batch, kl_obs)
+        torch.manual_seed(seed)
+        autograd_update(reference, batch, kl_obs)
+        expected = _grads(reference)
+        for name, grad in _grads(ours).items():
+            assert grad is not None and expected[name] is not None, name
+            _assert_close_to_scale(grad, expected[name], name)
+    for mine, theirs in zip(ours.target_critic.parameters(),
+                            reference.target_critic.parameters(), strict=True):
+        torch.testing.assert_close(mine, theirs, atol=1e-12, rtol=1e-9)
+
+
+def test_case_grid_reaches_the_clamp_bounds() -> None:
+    """The grid above must exercise the log-std clamp on both sides, or a wrong clamp gradient
+    could pass unnoticed."""
+    torch.manual_seed(11)
+    sac = _build(Architecture.SEPARATE, layer_norm=False, temperature_loss="log_alpha",
+                 per_task_temperature=True, kl=False)
+    batch = _batch(sac, weighted=False)
+    with torch.no_grad():
+        raw = sac.policy.net(batch.obs)[..., ACT:]
+    assert (raw > 2.0).any() and (raw < 2.0).any()
+    assert (raw.abs() > 20.0).any() or (raw < 0).any()
+
+
+@pytest.mark.parametrize("layer_norm", [False, True])
+@pytest.mark.parametrize("out", [1, 4])
+def test_taped_mlp_backward_equals_autograd(layer_norm: bool, out: int) -> None:
+    torch.manual_seed(12)
+    net = EnsembleMLP(3, 7, [16, 12], out, layer_norm=layer_norm)
+    x = torch.randn(3, 9, 7, requires_grad=True)
+    y = net(x)
+    grad_out = torch.randn_like(y)
+    (y * grad_out).sum().backward()
+    with torch.no_grad():
+        y_taped, tape = net.forward_taped(x)
+        x_grad, grads = net.backward(tape, grad_out, input_grad_from=4)
+        no_params = net.backward(tape, grad_out, param_grads=False)
+    torch.testing.assert_close(y_taped, y, atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(x_grad, x.grad[..., 4:], atol=1e-6, rtol=1e-5)
+    assert no_params == (None, [])
+    for name, (mine, p) in zip([n for n, _ in net.named_parameters()],
+                               zip(grads, net.parameters(), strict=True), strict=True):
+        torch.testing.assert_close(mine, p.grad, atol=1e-5, rtol=1e-4, msg=name)
