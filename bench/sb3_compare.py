@@ -2,15 +2,17 @@
 Stable-Baselines3's SAC on gymnasium Walker2d-v5, both on the CPU with the same settings: (256, 256)
 actor and twin critics, batch 256, one gradient update per env step, automatic temperature.
 
-Protocol, the same for both and for every torch thread count:
-* build the agent (not timed), then W warm-up env steps without updates (not timed):
-  SB3 (learning_starts=W) acts uniformly at random; ours (min_buffer_size=W) acts with its
-  untrained policy;
-* time the next T env steps, each followed by one gradient update. For SB3 one `learn(W + T)` call
-  is made; a callback records the clock when step W has been taken (before any update: SB3 trains
-  only once num_timesteps > learning_starts), and the window ends when `learn` returns. Ours is
-  the training loop's `collector.collect(1); learner.train_round(1)`;
-* repeat `--repeats` times (fresh agent, alternating which goes first) and keep the best.
+Protocol, the same for both and for every torch thread count. Both agents live in this one
+process and are timed in alternation, so that the machine's drifting speed (5-10% here within
+minutes) hits both alike:
+* build both agents, then W warm-up env steps each without updates (not timed): SB3
+  (learning_starts=W) acts uniformly at random; ours (min_buffer_size=W) acts with its untrained
+  policy; then one untimed chunk each (first updates: lazy state, allocations);
+* R rounds; in each, time a chunk of C env steps, each followed by one gradient update, for each
+  agent (which goes first alternates). SB3's chunk is `learn(C, reset_num_timesteps=False)`;
+  ours is the training loop's `collector.collect(1); learner.train_round(1)`, C times;
+* rates come from the median chunk time; ours/SB3 is the median over rounds of the round's
+  ratio, with its range over rounds.
 
 Both get `gymnasium.make("Walker2d-v5", disable_env_checker=True)`: SB3 as is (its TimeLimit ends
 episodes at 1000 steps; SB3 adds its Monitor and DummyVecEnv), ours `.unwrapped` as the project's
@@ -22,7 +24,7 @@ on a 2-core machine can slow either by 10x: rerun such rows.
 
 Stable-Baselines3 is a benchmark-only dependency: pip install -r bench/requirements.txt
 
-    python bench/sb3_compare.py [--threads 1 2] [--warmup 1000] [--steps 2000] [--repeats 2]
+    python bench/sb3_compare.py [--threads 1 2] [--warmup 1000] [--chunk 250] [--rounds 8]
     python bench/sb3_compare.py --profile 300   # cProfile of ours over 300 steps, top costs
 
 "matmul floor" is one update's FLOPs (torch's FlopCounterMode) at the machine's dense matmul rate
@@ -36,6 +38,7 @@ import argparse
 import cProfile
 import os
 import pstats
+import statistics
 import time
 from collections.abc import Callable
 
@@ -90,50 +93,38 @@ class Ours:
         return self.learner.gradient_steps
 
 
-def time_ours(warmup: int, steps: int, seed: int) -> tuple[float, int]:
-    """Seconds for `steps` env steps + updates after the warm-up, and the updates made in them."""
+class Sb3:
+    """Stable-Baselines3's SAC with the same settings, stepped in chunks of `learn` calls."""
+
+    def __init__(self, warmup: int, seed: int) -> None:
+        from stable_baselines3 import SAC
+
+        self.model = SAC("MlpPolicy", make_env(), learning_rate=3e-4, buffer_size=BUFFER,
+                         learning_starts=warmup, batch_size=BATCH, tau=0.005, gamma=0.99,
+                         train_freq=1, gradient_steps=1, ent_coef="auto",
+                         policy_kwargs=dict(net_arch=HIDDEN), device="cpu", verbose=0,
+                         seed=seed)
+        self.model.learn(warmup)  # SB3 trains only once num_timesteps > learning_starts
+        assert self.model._n_updates == 0
+
+    def run(self, steps: int) -> None:
+        before = self.model._n_updates
+        self.model.learn(steps, reset_num_timesteps=False)
+        assert self.model._n_updates - before == steps
+
+
+def warmed_ours(warmup: int, seed: int) -> Ours:
     agent = Ours(warmup, seed)
     agent.collector.collect(warmup)  # the warm-up round, as the trainer runs it
     assert agent.updates == 0 and not agent.learner.warming_up()
-    start = time.perf_counter()
+    return agent
+
+
+def run_ours(agent: Ours, steps: int) -> None:
+    before = agent.updates
     for _ in range(steps):
         agent.step()
-    return time.perf_counter() - start, agent.updates
-
-
-def time_sb3(warmup: int, steps: int, seed: int) -> tuple[float, int]:
-    """Same for Stable-Baselines3: the clock starts at env step `warmup` (a callback)."""
-    from stable_baselines3 import SAC
-    from stable_baselines3.common.callbacks import BaseCallback
-
-    class StartClock(BaseCallback):
-        def __init__(self) -> None:
-            super().__init__()
-            self.start = float("nan")
-            self.updates_at_start = -1
-
-        def _on_step(self) -> bool:
-            if self.num_timesteps == warmup:
-                self.start = time.perf_counter()
-                self.updates_at_start = self.model._n_updates
-            return True
-
-    model = SAC("MlpPolicy", make_env(), learning_rate=3e-4, buffer_size=BUFFER,
-                learning_starts=warmup, batch_size=BATCH, tau=0.005, gamma=0.99, train_freq=1,
-                gradient_steps=1, ent_coef="auto", policy_kwargs=dict(net_arch=[256, 256]),
-                device="cpu", verbose=0, seed=seed)
-    clock = StartClock()
-    model.learn(warmup + steps, callback=clock)
-    seconds = time.perf_counter() - clock.start
-    assert clock.updates_at_start == 0
-    return seconds, model._n_updates
-
-
-def best_of(fn: Callable[[int, int, int], tuple[float, int]], warmup: int, steps: int,
-            seed: int, results: list[float]) -> None:
-    seconds, updates = fn(warmup, steps, seed)
-    assert updates == steps, (fn.__name__, updates, steps)
-    results.append(seconds)
+    assert agent.updates - before == steps
 
 
 def update_floor_ms(seed: int) -> float:
@@ -146,31 +137,40 @@ def update_floor_ms(seed: int) -> float:
     return counter.get_total_flops() / (matmul_gflops() * 1e6)
 
 
-def compare(threads: int, warmup: int, steps: int, repeats: int, seed: int) -> list[object]:
+def compare(threads: int, warmup: int, chunk: int, rounds: int, seed: int) -> list[object]:
     torch.set_num_threads(threads)
     floor = update_floor_ms(seed)
-    ours: list[float] = []
-    sb3: list[float] = []
+    ours, sb3 = warmed_ours(warmup, seed), Sb3(warmup, seed)
+    runners: list[tuple[str, Callable[[int], None]]] = [
+        ("ours", lambda steps: run_ours(ours, steps)), ("SB3", sb3.run)]
+    for _, run in runners:
+        run(chunk)  # untimed: the first updates
+    seconds: dict[str, list[float]] = {"ours": [], "SB3": []}
     loads = [os.getloadavg()[0]]
-    for r in range(repeats):
-        order = [(time_ours, ours), (time_sb3, sb3)]
-        for fn, results in order if r % 2 == 0 else order[::-1]:
-            best_of(fn, warmup, steps, seed + r, results)
-            loads.append(os.getloadavg()[0])
-            print(f"  threads {threads} repeat {r} {fn.__name__}: {steps / results[-1]:.1f} "
-                  f"steps/s (1-min load average {loads[-1]:.2f})", flush=True)
-    rate_ours, rate_sb3 = steps / min(ours), steps / min(sb3)
-    return [threads, round(rate_ours, 1), round(rate_ours, 1), round(1e3 / rate_ours, 2),
-            round(rate_sb3, 1), round(rate_sb3, 1), round(1e3 / rate_sb3, 2),
-            round(rate_ours / rate_sb3, 2), round(floor, 2), round(1e3 / rate_sb3 / floor, 2),
+    for r in range(rounds):
+        for name, run in runners if r % 2 == 0 else runners[::-1]:
+            start = time.perf_counter()
+            run(chunk)
+            seconds[name].append(time.perf_counter() - start)
+        loads.append(os.getloadavg()[0])
+        ratio = seconds["SB3"][-1] / seconds["ours"][-1]
+        print(f"  threads {threads} round {r}: ours {chunk / seconds['ours'][-1]:.1f}, SB3 "
+              f"{chunk / seconds['SB3'][-1]:.1f} steps/s, ratio {ratio:.2f} (1-min load average "
+              f"{loads[-1]:.2f})", flush=True)
+    ratios = [s / o for o, s in zip(seconds["ours"], seconds["SB3"], strict=True)]
+    rate_ours = chunk / statistics.median(seconds["ours"])
+    rate_sb3 = chunk / statistics.median(seconds["SB3"])
+    return [threads, round(rate_ours, 1), round(1e3 / rate_ours, 2), round(rate_sb3, 1),
+            round(1e3 / rate_sb3, 2), round(statistics.median(ratios), 2),
+            f"{min(ratios):.2f}-{max(ratios):.2f}", round(floor, 2),
+            round(1e3 / rate_sb3 / floor, 2),
             f"{max(loads):.1f}/{os.cpu_count()}"
             + (" (busy)" if max(loads) > threads + 0.75 else "")]
 
 
 def profile(warmup: int, steps: int, seed: int, top: int) -> None:
     """cProfile of our loop over `steps` steps after the warm-up, sorted by own time."""
-    agent = Ours(warmup, seed)
-    agent.collector.collect(warmup)
+    agent = warmed_ours(warmup, seed)
     profiler = cProfile.Profile()
     profiler.enable()
     for _ in range(steps):
@@ -183,8 +183,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--warmup", type=int, default=1000, help="untimed env steps, no updates")
-    parser.add_argument("--steps", type=int, default=2000, help="timed env steps (1 update each)")
-    parser.add_argument("--repeats", type=int, default=2, help="the best of these is kept")
+    parser.add_argument("--chunk", type=int, default=250,
+                        help="env steps (1 update each) per timed chunk")
+    parser.add_argument("--rounds", type=int, default=8,
+                        help="timed chunks per agent, in alternation")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--profile", type=int, default=0, metavar="STEPS",
                         help="only profile ours over STEPS steps (at the first --threads)")
@@ -195,11 +197,11 @@ def main() -> None:
         torch.set_num_threads(args.threads[0])
         profile(args.warmup, args.profile, args.seed, args.top)
         return
-    rows = [compare(t, args.warmup, args.steps, args.repeats, args.seed) for t in args.threads]
-    write_table("sb3_compare", ["threads", "ours env steps/s", "ours updates/s", "ours ms/step",
-                                "SB3 env steps/s", "SB3 updates/s", "SB3 ms/step",
-                                "ours/SB3", "matmul floor ms/update",
-                                "ceiling ours/SB3", "max load/CPUs"], rows)
+    rows = [compare(t, args.warmup, args.chunk, args.rounds, args.seed) for t in args.threads]
+    write_table("sb3_compare", ["threads", "ours steps/s", "ours ms/step", "SB3 steps/s",
+                                "SB3 ms/step", "ours/SB3 (median round)", "ours/SB3 range",
+                                "matmul floor ms/update", "ceiling ours/SB3", "max load/CPUs"],
+                rows)
 
 
 if __name__ == "__main__":

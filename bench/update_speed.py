@@ -1,7 +1,10 @@
 """Gradient-update speed: one batched-ensemble SAC update for N tasks versus the same update done
-as a Python loop over N independently built single-task SACs (the original's structure), at the
-paper's network and per-task batch sizes. Also the update's achieved GFLOP/s (FLOPs counted by
-torch's FlopCounterMode) against a plain float32 matmul measured in the same run.
+as a Python loop over N independently built single-task SACs, at the paper's network and per-task
+batch sizes. Two loops: "loop, autograd" is the original's structure (each task's networks
+updated with autograd, `learning/autograd_reference.py`); "loop, ours" runs this project's own
+hand-differentiated single-task update N times, so it isolates what batching the tasks gains.
+Also the update's achieved GFLOP/s (FLOPs counted by torch's FlopCounterMode) against a plain
+float32 matmul measured in the same run.
 
     python bench/update_speed.py [--threads 1 2] [--configs jaco mt10 mt50]
 """
@@ -14,6 +17,7 @@ import torch
 from common import matmul_gflops, median_seconds, write_table
 from torch.utils.flop_counter import FlopCounterMode
 
+from learning.autograd_reference import autograd_update
 from learning.replay_buffer import TransitionBatch
 from learning.sac import MultiTaskSAC, SACConfig
 from learning.task_networks import Architecture, TaskPolicy, TwinCritic
@@ -51,7 +55,11 @@ def bench(name: str, threads: int) -> list[object]:
                               batch.terminals[k:k + 1], torch.zeros(1, b, dtype=torch.long))
               for k in range(n)]
 
-    def loop_update() -> None:
+    def loop_autograd() -> None:
+        for sac, part in zip(loop, slices, strict=True):
+            autograd_update(sac, part)
+
+    def loop_ours() -> None:
         for sac, part in zip(loop, slices, strict=True):
             sac.update(part)
 
@@ -59,12 +67,14 @@ def bench(name: str, threads: int) -> list[object]:
         ours.update(batch)
     flops = counter.get_total_flops()
     t_ours = median_seconds(lambda: ours.update(batch), repeats)
-    t_loop = median_seconds(loop_update, repeats)
+    t_autograd = median_seconds(loop_autograd, repeats)
+    t_loop = median_seconds(loop_ours, repeats)
     peak = matmul_gflops()
     achieved = flops / t_ours / 1e9
     return [name, n, b, "x".join(map(str, hidden)), threads, round(t_ours * 1e3, 2),
-            round(t_loop * 1e3, 2), round(t_loop / t_ours, 2), round(flops / 1e9, 2),
-            round(achieved, 1), round(peak, 1), f"{achieved / peak:.0%}"]
+            round(t_autograd * 1e3, 2), round(t_autograd / t_ours, 2), round(t_loop * 1e3, 2),
+            round(t_loop / t_ours, 2), round(flops / 1e9, 2), round(achieved, 1),
+            round(peak, 1), f"{achieved / peak:.0%}"]
 
 
 def main() -> None:
@@ -74,7 +84,8 @@ def main() -> None:
     args = parser.parse_args()
     rows = [bench(name, t) for name in args.configs for t in args.threads]
     write_table("update_speed", ["config", "N", "batch/task", "hidden", "threads", "ours ms",
-                                 "loop ms", "speed-up", "GFLOP/update", "GFLOP/s",
+                                 "loop, autograd ms", "speed-up", "loop, ours ms",
+                                 "speed-up vs loop, ours", "GFLOP/update", "GFLOP/s",
                                  "matmul GFLOP/s", "of matmul"], rows)
 
 

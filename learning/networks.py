@@ -187,7 +187,8 @@ class EnsembleMLP(nn.Module):
             if param_grads:  # a layer's own (weight, bias) come before its norm's
                 per_layer[k][:0] = linear.backward(tape.inputs[k], grad)
             # the ReLU output (this layer's input) is positive exactly where the ReLU passed
-            grad = torch.ops.aten.threshold_backward(linear.input_grad(grad), tape.inputs[k], 0)
+            grad = linear.input_grad(grad)
+            torch.ops.aten.threshold_backward.grad_input(grad, tape.inputs[k], 0, grad_input=grad)
             norm = self.layers[k - 1][1]
             if norm is not None:
                 grad, norm_grads = norm.backward(*tape.norms[k - 1], grad)
@@ -209,3 +210,9 @@ class MLPTape:
 
     inputs: list[torch.Tensor] = field(default_factory=list)
     norms: list[tuple[torch.Tensor, torch.Tensor]] = field(default_factory=list)
+
+    def rows(self, stop: int) -> MLPTape:
+        """The tape of samples [0, stop) of every member (a forward pass over more samples than
+        need gradients)."""
+        return MLPTape([x[:, :stop] for x in self.inputs],
+                       [(n[:, :stop], s[:, :stop]) for n, s in self.norms])

@@ -59,3 +59,6 @@ class FusedAdam(torch.optim.Adam):
             lr=group["lr"], beta1=beta1, beta2=beta2, weight_decay=group["weight_decay"],
             eps=group["eps"], amsgrad=False, maximize=False,
         )
+
+    # torch.optim wraps a subclass's `step` in its profiler-and-hooks wrapper unless marked
+    step.hooked = True  # type: ignore[attr-defined]

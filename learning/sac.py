@@ -182,8 +182,12 @@ class MultiTaskSAC:
         scale = per_sample_scale(batch.weights, ids.shape)
 
         with torch.no_grad():
-            next_mean, next_log_std = self.policy(batch.next_obs, ids)
-            next_draw = tanh_gaussian_draw(next_mean, next_log_std)
+            # one policy pass serves the critic target (next_obs) and the actor loss (obs): the
+            # policy is stepped last, so both see the same parameters
+            b = ids.shape[1]
+            means, log_stds, policy_tape = self.policy.forward_taped(
+                torch.cat([batch.obs, batch.next_obs], dim=1), ids.repeat(1, 2))
+            next_draw = tanh_gaussian_draw(means[:, b:], log_stds[:, b:])
             next_q = self.target_critic(batch.next_obs, next_draw.action, ids).min(0).values
             soft_next = next_q - alpha * next_draw.log_prob
             q_target = cfg.reward_scale * batch.rewards + cfg.discount * (
@@ -199,8 +203,8 @@ class MultiTaskSAC:
             self.critic_optimizer.step()
 
             # actor (with the fresh critics): loss reduce(alpha * log_pi - min_k Q_k(s, a~pi))
-            mean, log_std, policy_tape = self.policy.forward_taped(batch.obs, ids)
-            draw = tanh_gaussian_draw(mean, log_std)
+            log_std = log_stds[:, :b]
+            draw = tanh_gaussian_draw(means[:, :b], log_std)
             q_new, q_new_tape = self.critic.forward_taped(batch.obs, draw.action, ids)
             q_min, twin = q_new.min(0)
             policy_per_sample = alpha * draw.log_prob - q_min
@@ -208,7 +212,8 @@ class MultiTaskSAC:
             grad_action, _ = self.critic.backward(q_new_tape, grad_q, param_grads=False,
                                                   action_grad=True)
             assert grad_action is not None
-            grads = self.policy.backward(policy_tape, *draw.backward(grad_action, alpha * scale))
+            grads = self.policy.backward(policy_tape.rows(b),
+                                         *draw.backward(grad_action, alpha * scale))
             kl_stats: list[torch.Tensor] = []
             if self.kl_coeff is not None and kl_obs is not None:
                 kl, penalty, kl_grads = self._kl_penalty(kl_obs)

@@ -58,6 +58,11 @@ class PolicyTape:
     task_ids: torch.Tensor
     raw_log_std: torch.Tensor
 
+    def rows(self, stop: int) -> PolicyTape:
+        """The tape of samples [0, stop) of every group."""
+        return PolicyTape(self.net.rows(stop), self.task_ids[:, :stop],
+                          self.raw_log_std[:, :stop])
+
 
 @dataclass
 class CriticTape:
