@@ -14,6 +14,7 @@ python bench/env_speed.py --seconds 2
 python bench/epoch_speed.py --envs JacoReachMT5-v1 --epochs 4 --threads 2
 python bench/epoch_speed.py --envs JacoReachMT5-v1 --methods qmp_dnc dnc_sac --epochs 6 \
   --threads 2 --breakdown --out epoch_speed_breakdown
+python bench/interference.py
 python bench/epoch_speed.py --envs MetaWorldMT10-v2 --methods qmp_dnc mtsac --epochs 3 --rounds 1 \
   --threads 2 --out epoch_speed_mt10
 python bench/sb3_compare.py --threads 1 2

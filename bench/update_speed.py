@@ -1,7 +1,7 @@
 """Gradient-update speed: one batched-ensemble SAC update for N tasks versus the same update done
 as a Python loop over N independently built single-task SACs, at the paper's network and per-task
-batch sizes. Two loops: "loop, autograd" is the original's structure (each task's networks
-updated with autograd, `learning/autograd_reference.py`); "loop, ours" runs this project's own
+batch sizes. Two loops: "loop autograd" is the original's structure (each task's networks
+updated with autograd, `learning/autograd_reference.py`); "loop ours" runs this project's own
 hand-differentiated single-task update N times, so it isolates what batching the tasks gains.
 Also the update's achieved GFLOP/s (FLOPs counted by torch's FlopCounterMode) against a plain
 float32 matmul measured in the same run.
@@ -84,8 +84,8 @@ def main() -> None:
     args = parser.parse_args()
     rows = [bench(name, t) for name in args.configs for t in args.threads]
     write_table("update_speed", ["config", "N", "batch/task", "hidden", "threads", "ours ms",
-                                 "loop, autograd ms", "speed-up", "loop, ours ms",
-                                 "speed-up vs loop, ours", "GFLOP/update", "GFLOP/s",
+                                 "loop autograd ms", "speed-up", "loop ours ms",
+                                 "speed-up vs loop ours", "GFLOP/update", "GFLOP/s",
                                  "matmul GFLOP/s", "of matmul"], rows)
 
 
