@@ -16,6 +16,8 @@ import argparse
 import multiprocessing as mp
 import statistics
 import time
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -25,14 +27,14 @@ from update_speed import CONFIGS, make_batch, make_sac
 ENV_ID = "JacoReachMT5-v1"
 
 
-def step_simulators(stop: mp.Event, ready: mp.Event,  # type: ignore[valid-type]
-                    steps: mp.Value | None = None) -> None:  # type: ignore[valid-type]
-    """Step 10 copies of every Jaco task with random actions until `stop` is set, adding the
-    env steps taken to `steps`."""
+def step_simulators(stop: Any, ready: Any, steps: Any = None) -> None:
+    """Step 10 copies of every Jaco task (the evaluation's layout) with random actions until the
+    event `stop` is set, adding the env steps taken to the shared counter `steps`."""
     import environments
+    from garage_experiments import task_set_copies
 
     family = environments.make_multitask_env(ENV_ID, seed=0)
-    envs = family.make_task_envs(evaluation=True) * 10
+    envs = task_set_copies(family, 10, evaluation=True, seed=0)
     actions = np.random.default_rng(0).uniform(
         -1, 1, (64, envs[0].action_space.shape[0])).astype(np.float32)
     for env in envs:
@@ -50,13 +52,13 @@ def step_simulators(stop: mp.Event, ready: mp.Event,  # type: ignore[valid-type]
                 steps.value += len(envs)
 
 
-def window_ms(update: object, seconds: float) -> float:
+def window_ms(update: Callable[[], None], seconds: float) -> float:
     """Median milliseconds of one update over a window of `seconds`."""
     times = []
     end = time.perf_counter() + seconds
     while time.perf_counter() < end:
         start = time.perf_counter()
-        update()  # type: ignore[operator]
+        update()
         times.append(time.perf_counter() - start)
     return statistics.median(times) * 1e3
 

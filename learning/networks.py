@@ -133,7 +133,7 @@ class EnsembleMLP(nn.Module):
             layers.append(linear)
             if layer_norm:
                 layers.append(EnsembleLayerNorm(members, size))
-            layers.append(nn.ReLU(inplace=True))
+            layers.append(nn.ReLU())  # not called (see _run): keeps the state_dict's layer indices
             last = size
         head = EnsembleLinear(members, last, out_features)
         xavier_(head.weight, normal=normal_init, blocks=out_blocks)
@@ -159,19 +159,19 @@ class EnsembleMLP(nn.Module):
         count = len(range(*members.indices(self.members)))
         if x.shape[0] != count:
             x = x.expand(count, *x.shape[1:])
-        for k, (linear, norm) in enumerate(self.layers):  # plain calls: no module hooks
+        for linear, norm in self.layers[:-1]:  # plain calls: no module hooks
             if tape is not None:
                 tape.inputs.append(x)
             x = linear.forward(x, members)
-            if k == len(self.layers) - 1:
-                return x
             if norm is not None and tape is not None:
                 x, normalised, inv_std = norm.forward_taped(x)
                 tape.norms.append((normalised, inv_std))
             elif norm is not None:
                 x = norm.forward(x, members)
             x = x.relu_()  # in place: saves one activation buffer per layer
-        raise AssertionError("unreachable: the head returns")
+        if tape is not None:
+            tape.inputs.append(x)
+        return self.layers[-1][0].forward(x, members)
 
     def backward(
         self, tape: MLPTape, grad: torch.Tensor, *, param_grads: bool = True,

@@ -224,12 +224,12 @@ class MultiTaskSAC:
             # temperature: loss reduce(-coef * (log_pi + target entropy)), coef = log_alpha or
             # alpha of each sample's task
             entropy_gap = draw.log_prob + self.target_entropy
-            coef = self.log_alpha[alpha_ids]
-            alpha_per_sample = -coef * entropy_gap
-            grad_coef = -scale * entropy_gap
             if cfg.temperature_loss == "alpha":
-                alpha_per_sample = -alpha * entropy_gap
-                grad_coef = grad_coef * alpha
+                coef, coef_grad = alpha, alpha  # d alpha / d log_alpha = alpha
+            else:
+                coef, coef_grad = self.log_alpha[alpha_ids], torch.ones_like(alpha)
+            alpha_per_sample = -coef * entropy_gap
+            grad_coef = -scale * entropy_gap * coef_grad
             self.log_alpha.grad = torch.zeros_like(self.log_alpha).index_add_(
                 0, alpha_ids.reshape(-1), grad_coef.reshape(-1))
             self.policy_optimizer.step()

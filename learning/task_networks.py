@@ -106,9 +106,9 @@ class TaskPolicy(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor, PolicyTape]:
         """`forward` that also returns the tape `backward` needs."""
         out, net_tape = self.net.forward_taped(obs)
-        mean, raw_log_std = select_head(out, task_ids, self.heads).chunk(2, dim=-1)
-        log_std = raw_log_std.clamp(LOG_STD_MIN, LOG_STD_MAX)
-        return mean, log_std, PolicyTape(net_tape, task_ids, raw_log_std)
+        params = select_head(out, task_ids, self.heads)
+        mean, log_std = split_mean_log_std(params)
+        return mean, log_std, PolicyTape(net_tape, task_ids, params[..., self.action_dim:])
 
     def backward(self, tape: PolicyTape, grad_mean: torch.Tensor, grad_log_std: torch.Tensor
                  ) -> list[torch.Tensor]:
