@@ -7,12 +7,11 @@ the mean of the remaining epochs' wall-clock increments (training plus any wait 
 evaluation). `--rounds R` runs R collect+train rounds per epoch instead of the paper's
 steps_per_epoch and scales the training time back up (for MT10, whose paper epoch is ~10 min).
 
-`--breakdown` adds, per row, a run on one core with inline evaluation that splits an epoch's work
-into collect+train and evaluate(+log+checkpoint) seconds; half their sum is the least any schedule
-of that work can take per epoch on 2 cores.
+The first epochs of a run are not always its typical ones (Jaco's are its dearest): see
+`epoch_profile.py` for where an epoch's time goes, early or late in a run.
 
     python bench/epoch_speed.py [--envs ID ...] [--methods M ...] [--epochs K] [--rounds R]
-                                [--threads T] [--breakdown]
+                                [--threads T]
 """
 
 from __future__ import annotations
@@ -68,18 +67,6 @@ def seconds_per_epoch(env_id: str, method: str, epochs: int, rounds: int | None,
     return per_epoch, times[0], paper.n_epochs, steps_per_epoch
 
 
-def core_seconds(env_id: str, method: str, epochs: int) -> tuple[float, float]:
-    """Where an epoch's compute goes, from a run on one core with inline evaluation:
-    (collect + train seconds, evaluate + log + checkpoint seconds) per steady-state epoch.
-    Their sum over the machine's cores bounds any schedule of the same work from below."""
-    argv = [method, f"--env={env_id}", *EXTRA.get((env_id, method), []), *COMMON, "--n_epochs",
-            str(epochs), "--torch_threads", "1", "--eval_in_background", "False"]
-    times, itr = run_rows(argv)
-    train = sum(itr[1:]) / len(itr[1:])
-    steady = steady_increments(times)
-    return train, sum(steady) / len(steady) - train
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--envs", nargs="+", default=["JacoReachMT5-v1"])
@@ -90,9 +77,6 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2,
                         help="--torch_threads of the runs (training hands one to the background "
                              "evaluation while it runs)")
-    parser.add_argument("--breakdown", action="store_true",
-                        help="also measure each row's work on one core (train, evaluate) and the "
-                             "bound it puts on an epoch over 2 cores")
     parser.add_argument("--flags", default="",
                         help='more run flags for every row, e.g. "--envs_per_task 8"')
     parser.add_argument("--out", default="epoch_speed", help="name of the results table")
@@ -107,18 +91,10 @@ def main() -> None:
             row: list[object] = [env_id, method, args.flags or "-", args.threads, round(first, 1),
                                  round(per_epoch, 2), n_epochs,
                                  f"{n_epochs * steps / 1e6:g}M", round(hours, 2)]
-            if args.breakdown:
-                train, evaluate = core_seconds(env_id, method, args.epochs)
-                bound = (train + evaluate) / 2
-                row += [round(train, 2), round(evaluate, 2), round(bound, 2),
-                        round((first + bound * (n_epochs - 1)) / 3600, 2)]
             rows.append(row)
             print(rows[-1], flush=True)
     header = ["env", "method", "flags", "threads", "first epoch s (fills buffers)", "s / epoch",
               "paper epochs", "paper env steps", "projected hours"]
-    if args.breakdown:
-        header += ["1 core: collect+train s", "1 core: evaluate+save s",
-                   "2-core bound s / epoch", "bound hours"]
     write_table(args.out, header, rows)
 
 if __name__ == "__main__":

@@ -12,9 +12,9 @@ python bench/collection_speed.py --envs JacoReachMT5-v1 MazeLarge-10-v0 --copies
 python bench/collection_speed.py --envs MetaWorldMT10-v2 --copies 1 8 --out collection_speed_mt10
 python bench/env_speed.py --seconds 2
 python bench/epoch_speed.py --envs JacoReachMT5-v1 --epochs 4 --threads 2
-python bench/epoch_speed.py --envs JacoReachMT5-v1 --methods qmp_dnc dnc_sac --epochs 6 \
-  --threads 2 --breakdown --out epoch_speed_breakdown
 python bench/interference.py
+python bench/epoch_profile.py --method qmp_dnc --env JacoReachMT5-v1 --epochs 5 \
+  --out epoch_profile_early
 python bench/epoch_speed.py --envs MetaWorldMT10-v2 --methods qmp_dnc mtsac --epochs 3 --rounds 1 \
   --threads 2 --out epoch_speed_mt10
 python bench/sb3_compare.py --threads 1 2

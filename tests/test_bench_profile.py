@@ -1,0 +1,51 @@
+"""bench/epoch_profile.py: its parts add up to the epoch, none negative, on a fresh run and from a
+run's checkpoint."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import run
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = ["--batch_size", "80", "--min_buffer_size", "40", "--gradient_steps_per_itr", "8",
+        "--buffer_batch_size", "16", "--hidden_sizes", "16", "16", "--steps_per_epoch", "1",
+        "--num_evaluation_episodes", "4"]
+
+
+def _profile(args: list[str], out: Path) -> dict[str, float]:
+    subprocess.run([sys.executable, "bench/epoch_profile.py", *args, "--out", str(out)],
+                   cwd=ROOT, check=True, capture_output=True, text=True)
+    rows = {}
+    for line in out.with_suffix(".csv").read_text().splitlines()[1:]:
+        part, seconds, _share = line.rsplit(",", 2)
+        rows[part] = float(seconds)
+    return rows
+
+
+def _check(rows: dict[str, float]) -> None:
+    parts = {k: v for k, v in rows.items() if not k.startswith(("epoch", "half"))}
+    assert len(parts) == 10 and min(parts.values()) >= 0.0
+    assert sum(parts.values()) == pytest.approx(rows["epoch on 1 core"], abs=0.01)
+    assert parts["train: gradient updates"] > 0 and parts["evaluate: network inference"] > 0
+    assert parts["collect: env Python"] > 0
+
+
+@pytest.mark.slow
+def test_profile_of_a_fresh_run_adds_up(tmp_path: Path) -> None:
+    _check(_profile(["--method", "qmp_dnc", "--env", "PointReachMT4-v0", "--epochs", "2"],
+                    tmp_path / "fresh"))
+
+
+@pytest.mark.slow
+def test_profile_from_a_checkpoint_adds_up(tmp_path: Path) -> None:
+    log_dir = tmp_path / "run"
+    assert run.main(["dnc_sac", "--env=PointReachMT4-v0", *TINY, "--n_epochs", "3",
+                     "--eval_in_background", "False", "--log_dir", str(log_dir)]) == 0
+    _check(_profile(["--run", str(log_dir), "--epochs", "2"], tmp_path / "late"))
+    tenths = (tmp_path / "late_run.csv").read_text().splitlines()
+    assert tenths[-1].startswith("whole run (3 epochs), hours,")
