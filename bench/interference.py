@@ -1,8 +1,8 @@
 """How much two processes on the machine's two cores slow each other, both ways: the Jaco-size
 batched SAC update (1 thread) timed alone and while a second process steps Jaco simulators, as
 the evaluation worker does during training; and the simulators' step rate while the first process
-sleeps and while it updates. The epoch bound of `epoch_speed.py --breakdown` measures each side
-alone; this is the factor it leaves out.
+sleeps and while it updates. The 2-core bound of `epoch_profile.py` times each part on one
+core alone; this is the factor it leaves out.
 
 Windows alternate (alone, beside, alone, ...) so that drift in the machine's speed hits both
 alike. An update window is the median of its updates; a simulator window counts steps.
