@@ -13,7 +13,7 @@ import datetime
 import importlib.util
 import os
 import random
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal
 
 import numpy as np
@@ -21,6 +21,7 @@ import torch
 import yaml
 
 import environments
+from learning.sampler import SAMPLER_TYPES
 from learning.task_networks import Architecture
 
 
@@ -87,6 +88,7 @@ GLOBAL_DEFAULTS: dict[str, Any] = {
     "kl_coeff": [0.0],
     "qswitch_critic": "q1",
     "replay_buffer_size": None,
+    "sampler_type": "local",
     "torch_threads": 1,
     "sparse_tasks": [],
     "eval_in_background": True,
@@ -127,7 +129,8 @@ class ExperimentConfig:
     vis_freq: int
     kl_coeff: list[float]
     qswitch_critic: str
-    replay_buffer_size: int
+    #: None until the run is built: then the default sized to the run and the machine
+    replay_buffer_size: int | None
     torch_threads: int | None
     sparse_tasks: list[int]
     eval_in_background: bool
@@ -138,6 +141,7 @@ class ExperimentConfig:
     #: defaulted so that run folders written before the flag existed still resume (they used 1)
     envs_per_task: int = 1
     snapshot_interval: float = 0.0
+    sampler_type: str = "local"
     num_tasks: int = field(default=0)
 
     @property
@@ -208,7 +212,14 @@ def build_parser() -> argparse.ArgumentParser:
     a("--qswitch_critic", choices=["q1", "min"],
       help="Q-switch scores with Q1 (the original) or min(Q1, Q2)")
     a("--replay_buffer_size", type=int,
-      help="capacity of each task's buffer (default 1e6; Parameters methods 1e6 in total)")
+      help="capacity of each task's buffer (Separated/Data methods) or of the one shared "
+           "buffer (Parameters methods); default 1e6, lowered to the run's total env steps "
+           "and to what fits in 40%% of this machine's memory (a printed line says so)")
+    a("--sampler_type", choices=list(SAMPLER_TYPES),
+      help="how a round's env steps go to the tasks, as the original's samplers: local "
+           "(default: one whole episode per task in task order, cycling from task 0, until the "
+           "round has --batch_size steps) or mt_local (each task whole episodes until it has "
+           "--batch_size / N steps)")
     a("--torch_threads", type=int,
       help="torch intra-op threads (default 1: fastest for these small networks)")
     a("--sparse_tasks", type=int, nargs="+",
@@ -257,9 +268,6 @@ def resolve_config(argv: list[str] | None = None) -> ExperimentConfig:
     default_arch = "separate" if spec.sampling != "mixed" else "multihead"
     values["policy_architecture"] = values["policy_architecture"] or default_arch
     values["Q_architecture"] = values["Q_architecture"] or default_arch
-    if values["replay_buffer_size"] is None:
-        total = 1_000_000
-        values["replay_buffer_size"] = total // num_tasks if spec.sampling == "mixed" else total
     values["num_tasks"] = num_tasks
     config = ExperimentConfig(**values)
     validate(config)
@@ -276,7 +284,7 @@ _KEY_TYPES: dict[str, str] = {
     "policy_architecture": "str?", "Q_architecture": "str?", "include_task_id": "bool",
     "policy_sampling_freq": "int", "sharing_quantile": "float", "layer_norm": "bool",
     "vis_freq": "int", "kl_coeff": "list[float]", "qswitch_critic": "str",
-    "replay_buffer_size": "int?", "torch_threads": "int?", "sparse_tasks": "list[int]",
+    "replay_buffer_size": "int?", "sampler_type": "str", "torch_threads": "int?", "sparse_tasks": "list[int]",
     "eval_in_background": "bool", "envs_per_task": "int",
     "snapshot_interval": "float", "log_dir": "str?", "snapshot_gap": "int",
     "keep_checkpoints": "int", "wandb": "bool",
@@ -364,7 +372,7 @@ def validate(c: ExperimentConfig) -> None:
                 "steps_per_epoch", "evaluation_frequency", "policy_sampling_freq",
                 "replay_buffer_size", "snapshot_gap", "keep_checkpoints", "envs_per_task")
     for name in positive:
-        if getattr(c, name) < 1:
+        if getattr(c, name) is not None and getattr(c, name) < 1:
             raise ExperimentError(f"--{name} must be positive, got {getattr(c, name)}")
     if c.min_buffer_size < 0:
         raise ExperimentError(f"--min_buffer_size must be >= 0, got {c.min_buffer_size}")
@@ -387,11 +395,13 @@ def validate(c: ExperimentConfig) -> None:
             f"--num_evaluation_episodes {c.num_evaluation_episodes} gives no episode per task "
             f"({n} tasks)"
         )
-    per_task_min = c.min_buffer_size if spec.sampling != "mixed" else -(-c.min_buffer_size // n)
-    if c.replay_buffer_size < per_task_min:
+    if c.replay_buffer_size is not None and c.replay_buffer_size < c.min_buffer_size:
         raise ExperimentError(
             f"--replay_buffer_size {c.replay_buffer_size} cannot hold --min_buffer_size"
         )
+    if c.sampler_type not in SAMPLER_TYPES:
+        raise ExperimentError(f"--sampler_type must be one of {', '.join(SAMPLER_TYPES)}, "
+                              f"got {c.sampler_type!r}")
     _validate_architectures(c)
     if len(c.kl_coeff) not in (1, n * n):
         raise ExperimentError(f"--kl_coeff takes 1 or {n * n} values, got {len(c.kl_coeff)}")
@@ -460,22 +470,66 @@ def load_run_config(run_dir: str) -> ExperimentConfig:
     return config
 
 
-def check_memory(c: ExperimentConfig, obs_dim: int, action_dim: int) -> None:
-    """Refuse buffers that could not fit in this machine's memory once full."""
+#: the default replay capacity (the original's, per buffer)
+DEFAULT_REPLAY_CAPACITY = 1_000_000
+#: default buffers take at most this share of the machine's memory (a checkpoint copies them)
+DEFAULT_MEMORY_SHARE = 0.4
+#: explicit --replay_buffer_size values are refused above this share
+MAX_MEMORY_SHARE = 0.8
+
+
+def _machine_memory() -> int | None:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def max_env_steps(c: ExperimentConfig, horizon: int) -> int:
+    """An upper bound on the env steps of the whole run: every round's steps plus the warm-up,
+    each round overshooting by up to one episode per task (whole episodes)."""
+    rounds = c.n_epochs * c.steps_per_epoch
+    warm_up = c.min_buffer_size * (1 if c.spec.sampling == "mixed" else c.num_tasks)
+    return rounds * (c.batch_size + c.num_tasks * horizon) + warm_up + c.num_tasks * horizon
+
+
+def size_replay_buffers(c: ExperimentConfig, obs_dim: int, action_dim: int, horizon: int
+                        ) -> tuple[ExperimentConfig, str | None]:
+    """The config with its replay capacity decided, and a line to print when the default was
+    lowered. Default: 1e6 per buffer (one per task, or one shared by the Parameters methods),
+    at most the run's total env steps (with the original's sampler a task's share is not known
+    in advance), and at most what fits in DEFAULT_MEMORY_SHARE of this machine's memory. An
+    explicit value is kept, or refused if it could not fit in MAX_MEMORY_SHARE."""
     from learning.replay_buffer import MultiTaskReplayBuffer
 
-    need = MultiTaskReplayBuffer.bytes_needed(c.num_tasks, c.replay_buffer_size, obs_dim,
-                                              action_dim)
-    try:
-        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (ValueError, OSError, AttributeError):
-        return
-    if need > 0.8 * total:
-        raise ExperimentError(
-            f"replay buffers would need {need / 2**30:.1f} GiB when full "
-            f"({c.num_tasks} tasks x {c.replay_buffer_size} transitions) but this machine has "
-            f"{total / 2**30:.1f} GiB; lower --replay_buffer_size"
-        )
+    groups = 1 if c.spec.sampling == "mixed" else c.num_tasks
+    memory = _machine_memory()
+    if c.replay_buffer_size is not None:
+        need = MultiTaskReplayBuffer.bytes_needed(groups, c.replay_buffer_size, obs_dim,
+                                                  action_dim)
+        if memory is not None and need > MAX_MEMORY_SHARE * memory:
+            raise ExperimentError(
+                f"replay buffers would need {need / 2**30:.1f} GiB when full "
+                f"({groups} x {c.replay_buffer_size} transitions) but this machine has "
+                f"{memory / 2**30:.1f} GiB; lower --replay_buffer_size"
+            )
+        return c, None
+    capacity = min(DEFAULT_REPLAY_CAPACITY, max_env_steps(c, horizon))
+    note = None
+    if memory is not None:
+        per_buffer = MultiTaskReplayBuffer.bytes_needed(1, 1, obs_dim, action_dim) * groups
+        fits = int(DEFAULT_MEMORY_SHARE * memory // per_buffer)
+        if fits < capacity:
+            if fits < max(c.min_buffer_size, 1):
+                raise ExperimentError(
+                    f"replay buffers of --min_buffer_size {c.min_buffer_size} transitions "
+                    f"({groups} buffers) do not fit in this machine's "
+                    f"{memory / 2**30:.1f} GiB")
+            capacity = fits
+            note = (f"replay buffers: {groups} x {capacity:,} transitions (the default 1e6 "
+                    f"lowered to fit {DEFAULT_MEMORY_SHARE:.0%} of this machine's "
+                    f"{memory / 2**30:.1f} GiB; --replay_buffer_size sets it)")
+    return replace(c, replay_buffer_size=capacity), note
 
 
 def make_log_dir(c: ExperimentConfig) -> str:

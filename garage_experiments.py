@@ -20,11 +20,11 @@ import environments
 from experiment_utils import (
     ExperimentConfig,
     ExperimentError,
-    check_memory,
     env_options,
     load_run_config,
     save_run_config,
     set_seed,
+    size_replay_buffers,
 )
 from learning.behaviour import Behaviour, OwnPolicy, QSwitch
 from learning.checkpoint import (
@@ -47,7 +47,7 @@ from learning.runtime import configure_runtime
 from learning.sac import MultiTaskSAC, SACConfig
 from learning.sampler import Collector, TaskVectorEnv
 from learning.task_networks import Architecture, TaskPolicy, TwinCritic
-from learning.trainer import Schedule, Trainer
+from learning.trainer import CHECKPOINT_FORMAT, Schedule, Trainer
 from learning.video import record_videos
 
 #: evaluation envs are seeded apart from the training envs
@@ -106,9 +106,12 @@ def build_inline_evaluation(config: ExperimentConfig, family: environments.Multi
     split = functools.partial(family.split_observation, include_task_id=config.include_task_id)
     evaluator = Evaluator(envs, n, family.horizon, split, per_task, config.discount,
                           family.episode_info_metrics, config.seed + EVAL_SEED_OFFSET)
-    behaviours: dict[str, Behaviour] = {"Evaluation": OwnPolicy(policy)}
+    # the authors' keys: QMP methods log the mixture (Q-switch acting, mean action of the selected
+    # policy) under "Evaluation" and each task's own policy under "Evaluation/p"; other methods
+    # log their own policy under "Evaluation" only
+    behaviours: dict[str, Behaviour] = {"Evaluation": make_behaviour(config, policy, critic)}
     if config.spec.qmp:
-        behaviours["Evaluation/Mixture"] = make_behaviour(config, policy, critic)
+        behaviours["Evaluation/p"] = OwnPolicy(policy)
     extra = [name for name, _ in family.episode_info_metrics.values()]
     return InlineEvaluation(evaluator, behaviours, extra)
 
@@ -135,7 +138,12 @@ def build_trainer(config: ExperimentConfig, log_dir: str, *, stdout: bool = True
     n = family.num_tasks
     obs_dim = family.network_obs_dim(config.include_task_id)
     action_dim = family.action_dim
-    check_memory(config, obs_dim, action_dim)
+    if resume_epoch is None:
+        config, note = size_replay_buffers(config, obs_dim, action_dim, family.horizon)
+        if note is not None and stdout:
+            print(note, flush=True)
+    else:  # the run's own capacity (checked against this machine's memory)
+        size_replay_buffers(config, obs_dim, action_dim, family.horizon)
     split = functools.partial(family.split_observation, include_task_id=config.include_task_id)
 
     policy, critic = build_networks(config, family)
@@ -155,7 +163,9 @@ def build_trainer(config: ExperimentConfig, log_dir: str, *, stdout: bool = True
         ),
         kl_coeff=kl_matrix(config),
     )
-    buffer = MultiTaskReplayBuffer(n, config.replay_buffer_size, obs_dim, action_dim, config.seed)
+    assert config.replay_buffer_size is not None
+    buffer = MultiTaskReplayBuffer(n, config.replay_buffer_size, obs_dim, action_dim, config.seed,
+                                   shared=spec.sampling == "mixed")
     learner = Learner(
         sac,
         buffer,
@@ -174,6 +184,7 @@ def build_trainer(config: ExperimentConfig, log_dir: str, *, stdout: bool = True
         split,
         discount=config.discount,
         info_metrics=family.episode_info_metrics,
+        sampler_type=config.sampler_type,  # type: ignore[arg-type]
     )
     evaluation: InlineEvaluation | BackgroundEvaluation
     if config.eval_in_background:
@@ -231,6 +242,9 @@ def resume_experiment(run_dir: str, *, n_epochs: int | None = None, stdout: bool
         state = load_checkpoint(paths[-1])
     except CheckpointError as error:
         raise ExperimentError(str(error)) from error
+    if state.get("format") != CHECKPOINT_FORMAT:
+        raise ExperimentError(f"{paths[-1]} was written by an older version of this project "
+                              "(equal per-task collection); it cannot be resumed by this one")
     try:  # through the config class, so keys added since the run started take their defaults
         saved = ExperimentConfig(**state["config"]).to_dict()
     except TypeError as error:
@@ -259,6 +273,7 @@ def _train(trainer: Trainer, config: ExperimentConfig, log_dir: str, stdout: boo
            ) -> dict[str, Any]:
     try:
         if stdout:
+            config = load_run_config(log_dir)  # as built (the replay capacity decided)
             print(f"{config.method} on {config.env} ({config.num_tasks} tasks), "
                   f"seed {config.seed}, logging to {log_dir}\nresolved config:\n"
                   + yaml.safe_dump(config.to_dict(), sort_keys=False, default_flow_style=None),
@@ -269,12 +284,18 @@ def _train(trainer: Trainer, config: ExperimentConfig, log_dir: str, stdout: boo
 
 
 def final_summary(metrics: dict[str, Any], num_tasks: int, qmp: bool) -> str:
-    """Per-task final success and, for QMP, the last epoch's mixture matrix, as text."""
-    lines = ["Final evaluation (own policy per task):"]
-    for k in range(num_tasks):
-        lines.append(f"  task {k}: success {metrics.get(f'Evaluation/Task{k}/SuccessRate'):.2f}"
-                     f"  return {metrics.get(f'Evaluation/Task{k}/AverageReturn'):.2f}")
-    lines.append(f"  all:    success {metrics.get('Evaluation/SuccessRate'):.2f}")
+    """Per-task final success (QMP: of the mixture, `Evaluation/`, and of the own policy,
+    `Evaluation/p/`) and, for QMP, the last epoch's mixture matrix, as text."""
+    lines: list[str] = []
+    evaluations = ([("Evaluation", "mixture (Q-switch acting)"),
+                    ("Evaluation/p", "own policy of each task")]
+                   if qmp else [("Evaluation", "own policy of each task")])
+    for prefix, label in evaluations:
+        lines.append(f"Final evaluation, {label}, logged as {prefix}/...:")
+        for k in range(num_tasks):
+            lines.append(f"  task {k}: success {metrics.get(f'{prefix}/Task{k}/SuccessRate'):.2f}"
+                         f"  return {metrics.get(f'{prefix}/Task{k}/AverageReturn'):.2f}")
+        lines.append(f"  all:    success {metrics.get(f'{prefix}/SuccessRate'):.2f}")
     if qmp:
         probs = np.array([[metrics[f"Train/LocalPolicy{i}/Policy{j}Prob"] for j in range(num_tasks)]
                           for i in range(num_tasks)])

@@ -2,7 +2,8 @@
 
 Usage::
 
-    python plot.py RUN_DIR [RUN_DIR ...] [--out DIR] [--metric NAME] [--smooth K]
+    python plot.py RUN_DIR [RUN_DIR ...] [--out DIR] [--metric NAME] [--policy {mixture,own}]
+                   [--smooth K]
 
 Each RUN_DIR is a run folder (one holding `progress.csv` and `config.yaml`) or any folder above
 run folders: they are found recursively. Runs that cannot be read (no config, no logged epoch yet,
@@ -20,6 +21,14 @@ What is drawn, written as PNG and PDF into --out (default ./plots):
   The default metric is Evaluation/SuccessRate, except Evaluation/AverageReturn for Walker envs;
   --metric NAME uses NAME everywhere (and adds it to the file names). --smooth K takes a trailing
   moving average over K logged points of each run before averaging seeds.
+  Evaluation keys are the authors': QMP methods log the Q-switch mixture under `Evaluation/` and
+  each task's own policy under `Evaluation/p/`; other methods log their own policy under
+  `Evaluation/` only. --policy mixture (default) plots the `Evaluation/` key of every run (the
+  mixture for QMP methods); --policy own plots `Evaluation/p/` for QMP methods and `Evaluation/`
+  for the others (files get `_own-policy`). See `resolve_metric` for how --metric combines with
+  --policy. Legend, title and file names say which one is shown. Runs logged before these keys
+  (own policy under `Evaluation/`, mixture under `Evaluation/Mixture/`) are read with their
+  meanings.
 - `mixture_ENV_METHOD.{png,pdf}` for QMP runs: the N x N mixture matrix
   `Train/LocalPolicy{i}/Policy{j}Prob` (row: task i, column: the policy that acted, share of task
   i's training steps), averaged over the epochs of the first, middle and last third of training
@@ -50,6 +59,16 @@ STEPS = "TotalEnvSteps"
 EPOCH = "Epoch"
 DEFAULT_METRIC = "Evaluation/SuccessRate"
 RETURN_METRIC = "Evaluation/AverageReturn"
+EVALUATION = "Evaluation/"
+#: QMP methods: each task's own policy (the mixture is under EVALUATION)
+OWN_PREFIX = "Evaluation/p/"
+#: runs logged before the authors' keys were adopted: the mixture, own policy under EVALUATION
+LEGACY_MIXTURE_PREFIX = "Evaluation/Mixture/"
+POLICIES = ("mixture", "own")
+#: what a curve shows
+MIXTURE_SHOWN = "mixture"
+OWN_SHOWN = "own policy"
+SHOWN_LONG = {MIXTURE_SHOWN: "mixture (Q-switch acting)", OWN_SHOWN: "own policy of each task"}
 MIXTURE_KEY = "Train/LocalPolicy{i}/Policy{j}Prob"
 
 #: method -> (family, with QMP); the paper's names of the families
@@ -219,6 +238,43 @@ def default_metric(env: str) -> str:
     return RETURN_METRIC if env.startswith("Walker") else DEFAULT_METRIC
 
 
+def is_qmp(method: str) -> bool:
+    if method in METHOD_FAMILY:
+        return METHOD_FAMILY[method][1]
+    return method.startswith("qmp")
+
+
+def resolve_metric(metric: str, policy: str | None) -> tuple[str, str | None]:
+    """(evaluation metric name, "mixture" or "own") for an evaluation key, (metric, None) for any
+    other column. The rule: `Evaluation/p/NAME` is NAME of the own policy (as `--policy own`);
+    `Evaluation/NAME` is NAME of the `--policy` choice (default "mixture": the authors' key as
+    logged); any other column is read as given, and `--policy` does not apply to it."""
+    if metric.startswith(OWN_PREFIX):
+        if policy == "mixture":
+            raise PlotError(f"--metric {metric} is the own policy's; drop --policy mixture or "
+                            f"pass {EVALUATION}{metric[len(OWN_PREFIX):]}")
+        return metric[len(OWN_PREFIX):], "own"
+    if metric.startswith(EVALUATION):
+        return metric[len(EVALUATION):], policy or "mixture"
+    if policy is not None:
+        raise PlotError(f"--policy applies to {EVALUATION}... metrics only, not {metric}")
+    return metric, None
+
+
+def evaluation_column(run: Run, name: str, policy: str) -> tuple[str, str]:
+    """The column of `run` holding evaluation metric `name` under `policy`, and what it shows.
+    Non-QMP methods only evaluate their own policy, so both choices read `Evaluation/NAME`."""
+    if not is_qmp(run.method):
+        return EVALUATION + name, OWN_SHOWN
+    if any(key.startswith(LEGACY_MIXTURE_PREFIX) for key in run.columns):
+        if policy == "mixture":
+            return LEGACY_MIXTURE_PREFIX + name, MIXTURE_SHOWN
+        return EVALUATION + name, OWN_SHOWN
+    if policy == "own":
+        return OWN_PREFIX + name, OWN_SHOWN
+    return EVALUATION + name, MIXTURE_SHOWN
+
+
 def smooth(values: np.ndarray, k: int) -> np.ndarray:
     """Trailing moving average over k points (fewer at the start)."""
     if k <= 1 or len(values) == 0:
@@ -341,10 +397,15 @@ def _method_order(method: str) -> tuple[int, str]:
 
 
 def metric_label(metric: str) -> str:
-    name = metric.rsplit("/", 1)[-1]
+    """Axis label of a column: "Success rate", "Success rate (Task3)" for an evaluation key (of
+    either policy; the title says which), "Success rate (Train)" for other columns."""
+    prefix, _, name = metric.rpartition("/")
     pretty = {"SuccessRate": "Success rate", "AverageReturn": "Average return"}.get(name, name)
-    prefix = metric.rsplit("/", 1)[0] if "/" in metric else ""
-    if prefix and prefix != "Evaluation":
+    for head in (OWN_PREFIX, EVALUATION):
+        if f"{prefix}/".startswith(head):
+            prefix = f"{prefix}/"[len(head):].rstrip("/")
+            break
+    if prefix:
         pretty = f"{pretty} ({prefix})"
     return pretty
 
@@ -360,31 +421,65 @@ def _step_scale(max_x: float) -> tuple[float, str]:
 @dataclass
 class Panel:
     env: str
-    metric: str
+    metric: str  # the requested column (by default the authors' Evaluation/ key)
     curves: dict[str, Curve]  # method -> curve
+    #: evaluation metrics: "mixture" or "own policy" (what each method's curve shows) ...
+    shows: dict[str, str] = field(default_factory=dict)
+    #: ... and the column(s) read for each method
+    columns: dict[str, str] = field(default_factory=dict)
+    policy: str | None = None  # the --policy choice in effect; None: not an evaluation metric
 
 
 def build_panels(groups: dict[str, dict[str, list[Run]]], metric: str | None,
-                 k: int) -> list[Panel]:
+                 k: int, policy: str | None = None) -> list[Panel]:
+    """One panel per env; `policy` ("mixture", "own" or None) as --policy, see resolve_metric."""
     panels = []
     for env, methods in groups.items():
         env_metric = metric or default_metric(env)
+        name, choice = resolve_metric(env_metric, policy)
         curves: dict[str, Curve] = {}
+        shows: dict[str, str] = {}
+        columns: dict[str, str] = {}
         for method in sorted(methods, key=_method_order):
             series, reasons = [], []
+            shown: set[str] = set()
+            read: set[str] = set()
             for run in methods[method]:
+                column, what = ((env_metric, "") if choice is None
+                                else evaluation_column(run, name, choice))
                 try:
-                    series.append(run_series(run, env_metric, k))
+                    series.append(run_series(run, column, k))
                 except RunError as error:
                     reasons.append(str(error))
+                else:
+                    shown.add(what)
+                    read.add(column)
             if reasons:  # one line per group, not per seed
                 _warn(f"{env} {method}: {len(reasons)} of {len(methods[method])} runs left out "
                       f"of the curves ({'; '.join(sorted(set(reasons)))})")
             if series:
                 curves[method] = aggregate_curves(series)
+                columns[method] = ", ".join(sorted(read))
+                if choice is not None:
+                    shows[method] = " / ".join(sorted(shown))
         if curves:
-            panels.append(Panel(env, env_metric, curves))
+            panels.append(Panel(env, env_metric, curves, shows, columns, choice))
     return panels
+
+
+def shown_text(panels: Sequence[Panel]) -> str | None:
+    """The line saying what the curves show, e.g. "QMP curves: mixture (Q-switch acting); other
+    curves: own policy of each task [Evaluation/SuccessRate]"; None for non-evaluation metrics."""
+    parts = []
+    for qmp, who in ((True, "QMP curves"), (False, "other curves")):
+        shown = sorted({SHOWN_LONG.get(s, s) for p in panels for m, s in p.shows.items()
+                        if is_qmp(m) == qmp})
+        if shown:
+            parts.append(f"{who}: {' / '.join(shown)}")
+    if not parts:
+        return None
+    keys = sorted({c for p in panels for m, c in p.columns.items() if m in p.shows})
+    return "; ".join(parts) + f" [{', '.join(keys)}]"
 
 
 def draw_panel(ax: Axes, panel: Panel, k: int, extra: dict[str, str]) -> None:
@@ -420,22 +515,30 @@ def curves_figure(panels: Sequence[Panel], k: int) -> Figure:
     # one legend for all panels, below them: every method once, with its seed count
     entries: dict[str, object] = {}
     seeds: dict[str, set[int]] = {}
+    shows: dict[str, str] = {}
     for ax, panel in zip(axes, panels, strict=False):
         handles, _ = ax.get_legend_handles_labels()
         for handle, (method, curve) in zip(handles, panel.curves.items(), strict=True):
             entries.setdefault(method, handle)
             seeds.setdefault(method, set()).add(curve.num_runs)
+            if method in panel.shows:
+                shows.setdefault(method, panel.shows[method])
     handles, labels = [], []
     for method in sorted(entries, key=_method_order):
         label, _, _ = method_style(method, extra)
         counts = sorted(seeds[method])
         n = str(counts[0]) if len(counts) == 1 else f"{counts[0]}-{counts[-1]}"
+        what = shows.get(method)
         handles.append(entries[method])
-        labels.append(f"{label} ({method}, {n} seed{'s' if n != '1' else ''})")
+        labels.append(f"{label} ({method}, {f'{what}, ' if what else ''}"
+                      f"{n} seed{'s' if n != '1' else ''})")
     fig.legend(handles, labels, loc="outside lower center", ncol=2 if len(labels) > 1 else 1,
                fontsize="small", frameon=False,
                title="mean over seeds; shaded: std (3+ seeds) or min-max",
                title_fontsize="small")
+    text = shown_text(panels)
+    if text:
+        fig.suptitle(text, fontsize="small")
     return fig
 
 
@@ -490,11 +593,13 @@ def save(fig: Figure, out_dir: str, stem: str) -> list[str]:
 
 
 def make_plots(runs: Sequence[Run], out_dir: str, metric: str | None = None,
-               k: int = 1) -> list[str]:
+               k: int = 1, policy: str | None = None) -> list[str]:
     """Draws every figure for `runs` into `out_dir`; returns the written paths."""
     groups = group_runs(runs)
-    panels = build_panels(groups, metric, k)
+    panels = build_panels(groups, metric, k, policy)
     suffix = f"_{_slug(metric)}" if metric else ""
+    if policy == "own":
+        suffix += "_own-policy"
     mixtures: list[tuple[str, str, np.ndarray, list[str], int]] = []
     for env, methods in groups.items():
         for method, method_runs in methods.items():
@@ -543,7 +648,16 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--out", default="plots", help="output folder (default: ./plots)")
     parser.add_argument("--metric", default=None,
                         help="progress.csv column to plot (default: Evaluation/SuccessRate, "
-                             "Evaluation/AverageReturn for Walker envs)")
+                             "Evaluation/AverageReturn for Walker envs). An Evaluation/NAME key "
+                             "is read as --policy says (QMP runs with --policy own: "
+                             "Evaluation/p/NAME); Evaluation/p/NAME means NAME of the own "
+                             "policy, as --policy own; any other column (Train/...) is read as "
+                             "given, and --policy does not apply to it")
+    parser.add_argument("--policy", choices=POLICIES, default=None,
+                        help="which evaluation of QMP methods to plot: mixture (default; the "
+                             "authors' Evaluation/ keys: the Q-switch acting) or own (each "
+                             "task's own policy, Evaluation/p/). Other methods evaluate only "
+                             "their own policy, under Evaluation/, for either choice")
     parser.add_argument("--smooth", type=_positive_int, default=1, metavar="K",
                         help="trailing moving average over K logged points (default 1: none)")
     return parser.parse_args(argv)
@@ -552,11 +666,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     try:
+        resolve_metric(args.metric or DEFAULT_METRIC, args.policy)  # bad combinations first
         runs = load_runs(args.run_dirs)
         if not runs:
             raise PlotError(f"no usable run folder (progress.csv + config.yaml) under "
                             f"{' '.join(args.run_dirs)}")
-        written = make_plots(runs, args.out, args.metric, args.smooth)
+        written = make_plots(runs, args.out, args.metric, args.smooth, args.policy)
     except PlotError as error:
         print(f"{PROG}: error: {error}", file=sys.stderr)
         return 2

@@ -1,28 +1,35 @@
 """JacoReachMT5-v1, the "Multistage Reacher": a 6-joint Kinova Jaco arm visits three sub-goals.
 
-The arm is the Kinova Jaco shipped with dm-control (its MJCF and decimated meshes are read from the
-installed package; dm_control itself is never imported). The model is assembled with
-`mujoco.MjSpec`:
+The robot is the one the paper's authors ran: a Kinova Jaco arm without fingers (Roboti's MuJoCo
+"Jaco v1.31" model, meshes from Kinova's public description). It is built here with
+`mujoco.MjSpec` from that model's numbers (`_LINKS`, `_INERTIALS` below); the seven link meshes
+(binary STL, metres) are the authors' files, shipped unchanged in
+`environments/assets/jaco_multistage/meshes/` under their MIT licence (`LICENSE` next to them).
 
-* arm `jaco_arm.xml` with its joint dynamics as shipped (armature 4 / 2, frictionloss 2 / 1, damping
-  0.01); joints 1, 4, 5, 6 are continuous on the real robot and get limits of +-pi here so the
-  joint-position observation stays bounded (joints 2 and 3 keep their own limits);
-* hand `jaco_hand.xml` attached at `wristsite`, its three finger joints removed (the fingers are
-  rigid; the original model had no fingers at all);
-* six torque motors, ctrlrange +-1, gear = the Kinova datasheet peak torques also used by
-  dm-control (30.5 N m for joints 1-3, 6.8 N m for joints 4-6). The largest gravity load on joint 2
-  (arm stretched horizontally) is ~14 N m (+2 N m friction), i.e. about half the available torque,
-  so the arm can both move and hold itself against gravity (with zero action it sags);
-* base at the world origin standing on a floor plane at z = 0, joint 1 vertical. The sub-goals are
-  then 0.30-0.52 m from the shoulder (reach of the hand body ~0.75 m), all reachable with the hand
-  in several orientations (tests drive the hand to every sub-goal with a torque-limited
-  controller);
+* base body `jaco_link_base` at (0, 0, 0.25) with a capsule post down to a floor plane at z = 0;
+  six links in a chain, each with one limited hinge at its origin (damping 0.5, armature 0.01):
+  joint 1 +-0.8, joint 2 [-1.5, 0.7], joints 3-6 +-0.698 rad; explicit inertials (not computed
+  from the meshes);
+* the arm's geoms (meshes and the post) collide with the floor only, never with each other; every
+  geom has margin 0.001;
+* six torque motors, ctrlrange +-1, gear 5 on joint 1 and 10 on joints 2-6;
 * a mocap sphere `target` (radius 0.049, no collision) marking the current goal;
-* Euler integrator, timestep 0.01, 4 physics steps per env step (control period 0.04 s).
+* Euler integrator, timestep 0.01, gravity 9.8, 10 solver iterations, 4 physics steps per env
+  step (control period 0.04 s).
 
-The "hand" is the origin of the hand body (the wrist flange), like the original's `jaco_link_hand`.
-The reset pose `HOME_QPOS` (upper arm near vertical, forearm horizontal) puts the hand at about
-(0.44, 0.06, 0.57), 0.31-0.44 m from every sub-goal.
+The "hand" is the origin of body `jaco_link_hand` (the model has no fingers). Reset: the model's
+qpos0 + U(-0.01, 0.01), joint velocities U(-0.001, 0.001); at qpos0 the hand is at about
+(0.410, 0.119, 0.239), 0.17-0.45 m from the sub-goals. Every sub-goal is reachable inside the
+joint limits.
+
+Two quirks of the model are kept, because they are the benchmark as the paper ran it:
+
+* joint 5's `ref` is -2.8 rad, outside its own range, so the reset pose starts beyond that limit
+  and the limit pushes the joint back at once (with zero action the hand moves ~0.14 m in the
+  first 4 steps);
+* joint 2's motor is weak: holding the arm against gravity at the reset pose needs about 1.07x its
+  peak torque, so the arm sags under zero action (hand height 0.24 -> 0.09 m over an episode),
+  and the hand can pass through the far sub-goals S2 and S3 but not be held still there.
 
 Tasks (sub-goals `SUBGOALS`, success = hand within 0.05 of the current target):
 0: S0 -> S1 -> S2 dense + time penalty; 1: S0 -> S1 -> S3 dense, no time penalty, shift -2, +200
@@ -38,7 +45,6 @@ from __future__ import annotations
 
 import copy
 import functools
-import importlib.util
 import math
 import os
 from pathlib import Path
@@ -81,18 +87,22 @@ HORIZON = 200
 
 FRAME_SKIP = 4
 TIMESTEP = 0.01
+GRAVITY = 9.8
+SOLVER_ITERATIONS = 10
+GEOM_MARGIN = 0.001
+JOINT_DAMPING = 0.5
+JOINT_ARMATURE = 0.01
+BASE_HEIGHT = 0.25
 TARGET_RADIUS = 0.049
-#: motor gears = peak joint torques (N m) from the Kinova actuator datasheet (as in dm-control)
-GEARS = (30.5, 30.5, 30.5, 6.8, 6.8, 6.8)
-JOINT_NAMES = tuple(f"joint_{k}" for k in range(1, 7))
-#: limits given to the arm's continuous joints (the others keep dm-control's limits)
-ADDED_JOINT_LIMITS = {"joint_1": np.pi, "joint_4": np.pi, "joint_5": np.pi, "joint_6": np.pi}
-HOME_QPOS = np.array([0.0, 2.84, 4.71, 0.0, 0.0, 0.0])
+#: motor gears (peak joint torques, N m) of joints 1..6
+GEARS = (5.0, 10.0, 10.0, 10.0, 10.0, 10.0)
+JOINT_NAMES = tuple(f"jaco_joint_{k}" for k in range(1, 7))
+HAND_BODY = "jaco_link_hand"
 RESET_QPOS_NOISE = 0.01
 RESET_QVEL_NOISE = 0.001
-HAND_BODY = "hand/hand"
 CAMERA = "overview"
 RENDER_SIZE = (240, 240)  # height, width
+MESH_DIR = Path(__file__).resolve().parent / "assets" / "jaco_multistage" / "meshes"
 
 OBS_QPOS = slice(0, 6)
 OBS_QVEL = slice(6, 12)
@@ -101,13 +111,66 @@ OBS_TASK = slice(15, 20)
 OBS_HAND = slice(20, 23)
 OBS_DIM = 23
 
-
-def kinova_asset_dir() -> Path:
-    """Folder of dm-control's Kinova Jaco MJCF files, found without importing dm_control."""
-    spec = importlib.util.find_spec("dm_control")
-    if spec is None or not spec.submodule_search_locations:
-        raise ModuleNotFoundError("dm_control (1.0.28) is needed for the Jaco model assets")
-    return Path(next(iter(spec.submodule_search_locations))) / "third_party" / "kinova"
+_Vec3 = tuple[float, float, float]
+_Quat = tuple[float, float, float, float]
+_JOINT_LIMIT = 0.698132
+#: the links after the base, in chain order: (body, pos, quat (wxyz) in the parent's frame,
+#: hinge axis, joint range, joint ref)
+_LINKS: tuple[tuple[str, _Vec3, _Quat, _Vec3, tuple[float, float], float], ...] = (
+    ("jaco_link_1", (0, 0, 0.1535), (0, 0, 1, 0), (0, 0, -1), (-0.8, 0.8), 0.0),
+    ("jaco_link_2", (0, 0, -0.1185), (0, 0, 0.707107, 0.707107), (0, 0, 1), (-1.5, 0.7), 0.0),
+    ("jaco_link_3", (0.41, 0, 0), (0, 0.707107, 0.707107, 0), (0, 0, -1),
+     (-_JOINT_LIMIT, _JOINT_LIMIT), 0.0),
+    ("jaco_link_4", (0.207, 0, -0.01125), (0, 0.707107, 0, -0.707107), (0, 0, -1),
+     (-_JOINT_LIMIT, _JOINT_LIMIT), 0.0),
+    ("jaco_link_5", (0.0343, 0, -0.06588), (0.887011, 0, -0.461749, 0), (0, 0, -1),
+     (-_JOINT_LIMIT, _JOINT_LIMIT), -2.8),
+    ("jaco_link_hand", (0.0343, 0, -0.06588), (0.627211, -0.326506, -0.326506, 0.627211),
+     (0, 0, -1), (-_JOINT_LIMIT, _JOINT_LIMIT), 0.0),
+)
+_WRIST_INERTIAL = (
+    (0.00914824, 4.53141e-08, -0.0370941),
+    (0.971237, -1.92989e-05, -0.238115, 3.23646e-05),
+    0.227408,
+    (0.000176463, 0.00017225, 0.000108303),
+)
+#: explicit inertials of every arm body: (pos, quat, mass, diagonal inertia)
+_INERTIALS: dict[str, tuple[_Vec3, _Quat, float, _Vec3]] = {
+    "jaco_link_base": (
+        (-3.14012e-08, 0.000451919, 0.0770704),
+        (1, -0.000920048, 6.51183e-06, 5.62643e-05),
+        0.787504,
+        (0.00187445, 0.00186316, 0.000676952),
+    ),
+    "jaco_link_1": (
+        (-1.14317e-06, 0.0102141, -0.0637045),
+        (0.702792, 0.0778988, -0.0778994, 0.702813),
+        0.613151,
+        (0.00149348, 0.00144012, 0.000401632),
+    ),
+    "jaco_link_2": (
+        (0.206657, -1.55187e-07, -0.030675),
+        (1, 0, 0, 0),
+        1.85031,
+        (0.0402753, 0.0398125, 0.00121953),
+    ),
+    "jaco_link_3": (
+        (0.0847979, -1.18469e-07, -0.020283),
+        (2.33799e-05, 0.694869, 1.96996e-05, 0.719136),
+        0.70372,
+        (0.00386732, 0.00373181, 0.000358773),
+    ),
+    "jaco_link_4": _WRIST_INERTIAL,
+    "jaco_link_5": _WRIST_INERTIAL,
+    "jaco_link_hand": (
+        (0.0036132, -6.2241e-05, -0.0583749),
+        (0.669114, -0.237618, -0.23799, 0.66271),
+        0.58074,
+        (0.000817146, 0.000671192, 0.000606807),
+    ),
+}
+_ARM_RGBA = (0.07, 0.07, 0.1, 1.0)
+_HAND_RGBA = (0.13, 0.13, 0.13, 1.0)
 
 
 def _look_at_quat(pos: np.ndarray, target: np.ndarray) -> np.ndarray:
@@ -122,37 +185,42 @@ def _look_at_quat(pos: np.ndarray, target: np.ndarray) -> np.ndarray:
     return quat
 
 
+def _add_arm_body(
+    spec: mujoco.MjSpec, parent: mujoco.MjsBody, name: str, pos: _Vec3, quat: _Quat
+) -> mujoco.MjsBody:
+    """A body of the arm with its explicit inertial and its mesh geom."""
+    ipos, iquat, mass, inertia = _INERTIALS[name]
+    body = parent.add_body(
+        name=name, pos=pos, quat=quat, ipos=ipos, iquat=iquat, mass=mass, inertia=inertia
+    )
+    body.explicitinertial = True
+    spec.add_mesh(name=name, file=f"{name}.stl")
+    body.add_geom(
+        name=name,
+        type=mujoco.mjtGeom.mjGEOM_MESH,
+        meshname=name,
+        group=0,
+        contype=1,
+        conaffinity=0,
+        margin=GEOM_MARGIN,
+        rgba=_HAND_RGBA if name == HAND_BODY else _ARM_RGBA,
+    )
+    return body
+
+
 def build_jaco_reach_spec() -> mujoco.MjSpec:
-    """The Multistage Reacher scene as an MjSpec (see the module docstring for the choices)."""
-    folder = kinova_asset_dir()
-    arm = mujoco.MjSpec.from_file(str(folder / "jaco_arm.xml"))
-    hand = mujoco.MjSpec.from_file(str(folder / "jaco_hand.xml"))
-    for k in (1, 2, 3):
-        hand.joint(f"finger_{k}").delete()
-    arm.attach(hand, prefix="hand/", site=arm.site("wristsite"))
+    """The Multistage Reacher scene as an MjSpec (see the module docstring)."""
+    spec = mujoco.MjSpec()
+    spec.modelname = "jaco_reach_multistage"
+    spec.compiler.degree = False
+    spec.meshdir = str(MESH_DIR)
+    spec.option.timestep = TIMESTEP
+    spec.option.integrator = mujoco.mjtIntegrator.mjINT_EULER
+    spec.option.gravity = [0.0, 0.0, -GRAVITY]
+    spec.option.iterations = SOLVER_ITERATIONS
 
-    arm.modelname = "jaco_reach_multistage"
-    arm.option.timestep = TIMESTEP
-    arm.option.integrator = mujoco.mjtIntegrator.mjINT_EULER
-    arm.option.gravity = [0.0, 0.0, -9.81]
-    arm.body("b_base").pos = [0.0, 0.0, 0.0]
-
-    for name, limit in ADDED_JOINT_LIMITS.items():
-        joint = arm.joint(name)
-        joint.limited = mujoco.mjtLimited.mjLIMITED_TRUE
-        joint.range = [-limit, limit]
-    for name, gear in zip(JOINT_NAMES, GEARS, strict=True):
-        motor = arm.add_actuator(
-            name=f"motor_{name}",
-            target=name,
-            trntype=mujoco.mjtTrn.mjTRN_JOINT,
-            ctrllimited=mujoco.mjtLimited.mjLIMITED_TRUE,
-            ctrlrange=[-1.0, 1.0],
-        )
-        motor.gear[0] = gear
-
-    world = arm.worldbody
-    arm.add_texture(
+    world = spec.worldbody
+    spec.add_texture(
         name="sky",
         type=mujoco.mjtTexture.mjTEXTURE_SKYBOX,
         builtin=mujoco.mjtBuiltin.mjBUILTIN_GRADIENT,
@@ -161,29 +229,66 @@ def build_jaco_reach_spec() -> mujoco.MjSpec:
         width=64,
         height=384,
     )
-    arm.add_material(name="floor", rgba=[0.55, 0.6, 0.65, 1.0], reflectance=0.05)
+    spec.add_material(name="floor", rgba=[0.55, 0.6, 0.65, 1.0], reflectance=0.05)
     world.add_geom(
         name="floor",
         type=mujoco.mjtGeom.mjGEOM_PLANE,
-        size=[1.5, 1.5, 0.05],
+        size=[2.0, 2.0, 1.0],
         material="floor",
         contype=1,
-        conaffinity=3,
+        conaffinity=1,
+        margin=GEOM_MARGIN,
     )
-    world.add_light(pos=[0.3, 0.0, 2.5], dir=[0.0, 0.0, -1.0], directional=True, diffuse=[0.7] * 3)
-    target = world.add_body(name="target", mocap=True, pos=SUBGOALS[0])
+    world.add_light(pos=[1.0, 1.0, 1.5], dir=[-1.0, -1.0, -1.3], directional=True)
+
+    base = _add_arm_body(spec, world, "jaco_link_base", (0.0, 0.0, BASE_HEIGHT), (1, 0, 0, 0))
+    base.add_geom(
+        name="jaco_base_post",
+        type=mujoco.mjtGeom.mjGEOM_CAPSULE,
+        pos=[0.0, 0.0, -0.125],
+        size=[0.045, 0.125, 0.0],
+        group=0,
+        contype=1,
+        conaffinity=0,
+        margin=GEOM_MARGIN,
+        rgba=_ARM_RGBA,
+    )
+    parent = base
+    for (name, pos, quat, axis, limits, ref), joint in zip(_LINKS, JOINT_NAMES, strict=True):
+        parent = _add_arm_body(spec, parent, name, pos, quat)
+        parent.add_joint(
+            name=joint,
+            type=mujoco.mjtJoint.mjJNT_HINGE,
+            axis=axis,
+            limited=mujoco.mjtLimited.mjLIMITED_TRUE,
+            range=limits,
+            ref=ref,
+            damping=JOINT_DAMPING,
+            armature=JOINT_ARMATURE,
+        )
+
+    target = world.add_body(name="target", mocap=True, pos=[0.0, 0.0, 0.05])
     target.add_geom(
         name="target",
         type=mujoco.mjtGeom.mjGEOM_SPHERE,
         size=[TARGET_RADIUS, 0.0, 0.0],
         contype=0,
         conaffinity=0,
-        mass=0.0,
-        rgba=[0.9, 0.2, 0.2, 0.5],
+        margin=GEOM_MARGIN,
+        rgba=[0.9, 0.2, 0.2, 1.0],
     )
+    for joint, gear in zip(JOINT_NAMES, GEARS, strict=True):
+        motor = spec.add_actuator(
+            name=f"motor_{joint}",
+            target=joint,
+            trntype=mujoco.mjtTrn.mjTRN_JOINT,
+            ctrllimited=mujoco.mjtLimited.mjLIMITED_TRUE,
+            ctrlrange=[-1.0, 1.0],
+        )
+        motor.gear[0] = gear
     cam_pos = np.array([1.25, -0.95, 0.95])
     world.add_camera(name=CAMERA, pos=cam_pos, quat=_look_at_quat(cam_pos, np.array([0.2, 0, 0.3])))
-    return arm
+    return spec
 
 
 @functools.cache
@@ -204,7 +309,8 @@ def solve_hand_ik(
     iterations: int = 500,
     tolerance: float = 1e-4,
 ) -> tuple[np.ndarray, float]:
-    """Joint positions (within limits) putting the hand on `goal`: damped least squares from qpos0.
+    """Joint positions (within limits) putting the hand on `goal`: damped least squares from qpos0
+    (clamped into the joint ranges), kinematics only.
 
     Returns (qpos, remaining distance). Used to check reachability and to set solved states.
     """
@@ -226,24 +332,6 @@ def solve_hand_ik(
         step = jac.T @ np.linalg.solve(jac @ jac.T + 1e-3 * np.eye(3), err)
         q = np.clip(q + step, lo, hi)
     return q, err_norm
-
-
-def reach_action(
-    model: mujoco.MjModel, data: mujoco.MjData, goal: np.ndarray, speed: float = 2.0
-) -> np.ndarray:
-    """A scripted torque action moving the hand toward `goal` (gravity-compensated velocity servo).
-
-    Only a tool for tests and demos: it shows that the motors can take the hand to the sub-goals.
-    """
-    hand = model.body(HAND_BODY).id
-    jac = np.zeros((3, model.nv))
-    mujoco.mj_jacBody(model, data, jac, None, hand)
-    err = np.asarray(goal, dtype=np.float64) - data.xpos[hand]
-    qvel_des = jac.T @ np.linalg.solve(jac @ jac.T + 1e-2 * np.eye(3), err)
-    qvel_des *= speed / max(1.0, float(np.abs(qvel_des).max()))
-    inertia = model.dof_armature + 0.5
-    torque = data.qfrc_bias + 15.0 * inertia * (qvel_des - data.qvel)
-    return np.clip(torque / model.actuator_gear[:, 0], -1.0, 1.0).astype(np.float32)
 
 
 class JacoReachTaskEnv(gym.Env):
@@ -365,7 +453,7 @@ class JacoReachTaskEnv(gym.Env):
         super().reset(seed=seed)
         model, data = self.model, self.data
         mujoco.mj_resetData(model, data)
-        data.qpos[:] = HOME_QPOS + self.np_random.uniform(
+        data.qpos[:] = model.qpos0 + self.np_random.uniform(
             -RESET_QPOS_NOISE, RESET_QPOS_NOISE, model.nq
         )
         data.qvel[:] = self.np_random.uniform(-RESET_QVEL_NOISE, RESET_QVEL_NOISE, model.nv)

@@ -2,7 +2,8 @@
 
 * `per_task` (Separated: dnc_sac, qmp_dnc): every task trains on batches from its own buffer; the
   round's gradient budget is split over tasks in proportion to the samples each contributed
-  (`split_gradient_steps`), and all tasks' steps run together as one batched update.
+  (`split_gradient_steps`), and all tasks' steps run together as batched updates (a task whose
+  steps are used up sits out the remaining ones).
 * `mixed` (Parameters: sac, mtsac, qmp_sac): one network trained on batches drawn uniformly from
   all tasks' data, `gradient_steps_per_itr` updates a round.
 * `sharing` (Data: uds_dnc, qmp_uds_dnc): per-task updates on the task's own batch plus other tasks'
@@ -81,51 +82,78 @@ class Learner:
         self.sharing_quantile = sharing_quantile
         self.num_tasks = buffer.num_tasks
         self.shared_data = TaskStatistics(("SharedData",), self.num_tasks)
+        #: batched updates so far, and gradient steps of each task since the last read-out
         self.gradient_steps = 0
+        self.task_gradient_steps = np.zeros(self.num_tasks, dtype=np.int64)
 
     # ------------------------------------------------------------------ collection schedule
-    def _stored(self) -> int:
-        """Transitions that count towards min_buffer_size (per task, or in the shared buffer)."""
-        n = len(self.buffer)
-        return n * self.num_tasks if self.sampling == "mixed" else n
-
     def warming_up(self) -> bool:
-        return self._stored() < self.min_buffer_size
+        """Below min_buffer_size: any task's buffer (per-task families) or the shared buffer."""
+        if self.sampling == "mixed":
+            return len(self.buffer) < self.min_buffer_size
+        return bool((self.buffer.task_sizes() < self.min_buffer_size).any())
 
     def steps_to_collect(self, batch_size: int) -> int:
-        """Lockstep steps (per task) of the next round: the warm-up fill, then batch_size / N."""
+        """Env steps (over all tasks) of the next round: batch_size, or while warming up
+        min_buffer_size per task (per-task families) or in all (Parameters), as the original."""
         if not self.warming_up():
-            return max(1, batch_size // self.num_tasks)
+            return batch_size
         if self.sampling == "mixed":
-            return math.ceil(self.min_buffer_size / self.num_tasks)
-        return self.min_buffer_size
+            return max(1, self.min_buffer_size)
+        return max(1, self.min_buffer_size * self.num_tasks)
 
     # ------------------------------------------------------------------ training
-    def updates_per_round(self, steps_per_task: int) -> int:
+    def gradient_steps_per_task(self, samples_per_task: np.ndarray) -> np.ndarray:
+        """The round's gradient steps of every task (the same count for all with `mixed`)."""
         if self.sampling == "mixed":
-            return self.gradient_steps_per_itr
-        samples = np.full(self.num_tasks, steps_per_task)
-        per_task = split_gradient_steps(self.gradient_steps_per_itr, samples)
-        # lockstep collection gives every task the same samples, hence the same step count
-        assert (per_task == per_task[0]).all()
-        return int(per_task[0])
+            return np.full(self.num_tasks, self.gradient_steps_per_itr)
+        return split_gradient_steps(self.gradient_steps_per_itr, samples_per_task)
 
-    def train_round(self, steps_per_task: int,
+    def train_round(self, samples_per_task: np.ndarray,
                     between_updates: Callable[[], None] | None = None) -> None:
-        """The round's gradient updates (`between_updates` runs before each one)."""
-        if self.warming_up():
+        """The round's gradient updates (`between_updates` runs before each one).
+
+        Per-task families run max_i(steps_i) batched updates; update t steps the tasks with
+        steps_i > t. As in the original, a task whose buffer holds fewer than min_buffer_size
+        transitions takes no gradient step but its target critics are still Polyak-updated."""
+        if self.sampling == "mixed":
+            if self.warming_up():
+                return
+            for _ in range(self.gradient_steps_per_itr):
+                if between_updates is not None:
+                    between_updates()
+                self.sac.update(self.sample())
+            self.gradient_steps += self.gradient_steps_per_itr
+            self.task_gradient_steps += self.gradient_steps_per_itr
             return
+        counts = self.gradient_steps_per_task(samples_per_task)
+        ready = self.buffer.task_sizes() >= self.min_buffer_size
         kl = self.sac.kl_coeff is not None
         per_task_obs = max(1, self.buffer_batch_size // self.num_tasks)
-        for _ in range(self.updates_per_round(steps_per_task)):
+        for t in range(int(counts.max())):
+            left = counts > t
+            stepping = left & ready
+            if left.all() and ready.all():
+                left = stepping = None  # every task: the unmasked update
             if between_updates is not None:
                 between_updates()
-            batch = self.sample()
-            kl_obs = self.buffer.sample_observations(per_task_obs) if kl else None
-            self.sac.update(batch, kl_obs)
-        self.gradient_steps += self.updates_per_round(steps_per_task)
+            if stepping is None or stepping.any():
+                batch = self.sample(stepping)
+                kl_obs = self.buffer.sample_observations(per_task_obs) if kl else None
+                self.sac.update(batch, kl_obs, stepping)
+            if left is not None and (left & ~ready).any():
+                self.sac.soft_update_targets(left & ~ready)
+            self.gradient_steps += 1
+        self.task_gradient_steps += counts * ready
 
-    def sample(self) -> TransitionBatch:
+    def pop_task_gradient_steps(self) -> np.ndarray:
+        """Gradient steps each task took since the last call."""
+        steps, self.task_gradient_steps = self.task_gradient_steps, np.zeros_like(
+            self.task_gradient_steps)
+        return steps
+
+    def sample(self, tasks: np.ndarray | None = None) -> TransitionBatch:
+        """A training batch of the family (`tasks`: the tasks that step, for statistics)."""
         b = self.buffer_batch_size
         if self.sampling == "mixed":
             return self.buffer.sample_mixed(b)
@@ -133,5 +161,7 @@ class Learner:
             return self.buffer.sample_per_task(b)
         batch = self.buffer.sample_with_sharing(b, self.min_reward)
         weights, kept = sharing_weights(self.sac.critic, batch, b, self.sharing_quantile)
-        self.shared_data.add(kept.view(1, -1, 1), torch.arange(self.num_tasks).view(-1, 1), None)
+        stepped = None if tasks is None else torch.from_numpy(tasks).float().view(-1, 1)
+        self.shared_data.add(kept.view(1, -1, 1), torch.arange(self.num_tasks).view(-1, 1),
+                             stepped)
         return batch.with_weights(weights)

@@ -1,9 +1,11 @@
-"""Per-task replay buffers, preallocated in float32 and filled in lockstep.
+"""Replay buffers, preallocated in float32: one FIFO per task, or one FIFO shared by all tasks.
 
-The sampler steps the N task environments (or K copies of them) together, so every task adds the
-same number of transitions per step and all N buffers share one write pointer. The arrays are
-allocated once at full capacity with `np.empty`; the operating system only commits the pages that
-are written.
+The Separated and Data methods keep one buffer per task (the original's per-task PathBuffers); the
+Parameters methods keep one buffer for all tasks (the original's single PathBuffer), so a task that
+collects more data holds a larger share of it. Each group has its own write pointer: with the
+original's sampler the tasks collect different amounts. Episodes are stored whole, as the sampler
+finishes them. The arrays are allocated once at full capacity with `np.zeros`; the operating
+system commits only the pages that are written.
 
 Three ways to draw a training batch, one per method family:
 * `sample_per_task`   - B transitions from each task's own buffer, laid out (N, B)   (Separated);
@@ -39,42 +41,54 @@ class TransitionBatch:
 
 
 class MultiTaskReplayBuffer:
-    """N FIFO buffers of `capacity` transitions each."""
+    """FIFO buffers of `capacity` transitions each: one per task, or one for all (`shared`)."""
 
-    _ARRAYS = ("obs", "next_obs", "actions", "rewards", "terminals", "acting_policy")
+    _ARRAYS = ("obs", "next_obs", "actions", "rewards", "terminals", "acting_policy", "task")
 
     def __init__(
-        self, num_tasks: int, capacity: int, obs_dim: int, action_dim: int, seed: int
+        self, num_tasks: int, capacity: int, obs_dim: int, action_dim: int, seed: int,
+        *, shared: bool = False,
     ) -> None:
         if capacity < 1:
             raise ValueError("replay buffer capacity must be positive")
         self.num_tasks = num_tasks
         self.capacity = capacity
-        shape = (num_tasks, capacity)
-        self.obs = np.empty((*shape, obs_dim), dtype=np.float32)
-        self.next_obs = np.empty((*shape, obs_dim), dtype=np.float32)
-        self.actions = np.empty((*shape, action_dim), dtype=np.float32)
-        self.rewards = np.empty(shape, dtype=np.float32)
-        self.terminals = np.empty(shape, dtype=np.float32)
+        self.shared = shared
+        groups = 1 if shared else num_tasks
+        shape = (groups, capacity)
+        self.obs = np.zeros((*shape, obs_dim), dtype=np.float32)
+        self.next_obs = np.zeros((*shape, obs_dim), dtype=np.float32)
+        self.actions = np.zeros((*shape, action_dim), dtype=np.float32)
+        self.rewards = np.zeros(shape, dtype=np.float32)
+        self.terminals = np.zeros(shape, dtype=np.float32)
         #: which task's policy chose each action (the Q-switch's choice; own task otherwise)
-        self.acting_policy = np.empty(shape, dtype=np.int16)
-        self.ptr = 0
-        self.size = 0
+        self.acting_policy = np.zeros(shape, dtype=np.int16)
+        #: the task that collected each transition
+        self.task = np.zeros(shape, dtype=np.int16)
+        self.ptr = np.zeros(groups, dtype=np.int64)
+        self.sizes = np.zeros(groups, dtype=np.int64)
         self.rng = np.random.default_rng(seed)
         self._rows = np.arange(num_tasks)[:, None]
 
     @staticmethod
-    def bytes_needed(num_tasks: int, capacity: int, obs_dim: int, action_dim: int) -> int:
-        """Memory the buffers take once full."""
-        per_transition = 4 * (2 * obs_dim + action_dim + 2) + 2
-        return num_tasks * capacity * per_transition
+    def bytes_needed(groups: int, capacity: int, obs_dim: int, action_dim: int) -> int:
+        """Memory the buffers of `groups` FIFOs take once full."""
+        per_transition = 4 * (2 * obs_dim + action_dim + 2) + 2 + 2
+        return groups * capacity * per_transition
 
     def __len__(self) -> int:
-        """Transitions stored per task."""
-        return self.size
+        """Transitions stored in all."""
+        return int(self.sizes.sum())
+
+    def task_sizes(self) -> np.ndarray:
+        """Transitions stored of each task, (N,)."""
+        if not self.shared:
+            return self.sizes.copy()
+        return np.bincount(self.task[0, : self.sizes[0]], minlength=self.num_tasks)
 
     def add(
         self,
+        task: int,
         obs: np.ndarray,
         actions: np.ndarray,
         rewards: np.ndarray,
@@ -82,60 +96,83 @@ class MultiTaskReplayBuffer:
         terminals: np.ndarray,
         acting_policy: np.ndarray,
     ) -> None:
-        """Store lockstep steps: arrays laid out (N, ...) hold one step (row i: task i's
-        transition); (K, N, ...) hold K env copies' steps, stored as K consecutive entries."""
+        """Store T consecutive transitions of one task (arrays laid out (T, ...))."""
         values = (obs, next_obs, actions, rewards, terminals, acting_policy)  # as _ARRAYS
-        if rewards.ndim == 1:
-            values = tuple(x[None] for x in values)
-        k, p = values[3].shape[0], self.ptr
-        where = slice(p, p + k) if p + k <= self.capacity else (p + np.arange(k)) % self.capacity
-        for name, x in zip(self._ARRAYS, values, strict=True):
-            getattr(self, name)[:, where] = x.swapaxes(0, 1)
-        self.ptr = (p + k) % self.capacity
-        self.size = min(self.size + k, self.capacity)
+        g = 0 if self.shared else task
+        t, p, cap = len(rewards), int(self.ptr[g]), self.capacity
+        if t > cap:  # only the newest `capacity` survive
+            values = tuple(x[t - cap:] for x in values)
+            p, t = (p + t - cap) % cap, cap
+        where = slice(p, p + t) if p + t <= cap else (p + np.arange(t)) % cap
+        for name, x in zip(self._ARRAYS[:-1], values, strict=True):
+            getattr(self, name)[g, where] = x
+        self.task[g, where] = task
+        self.ptr[g] = (p + t) % cap
+        self.sizes[g] = min(int(self.sizes[g]) + t, cap)
 
     def state_dict(self) -> dict[str, object]:
-        """The filled part of the buffers, the write position and the sampling RNG."""
-        n = self.size  # tensors: torch.save writes them ~4x faster than pickled numpy arrays
-        arrays = {name: torch.from_numpy(getattr(self, name)[:, :n].copy())
+        """The filled part of every group, the write positions and the sampling RNG."""
+        # tensors: torch.save writes them ~4x faster than pickled numpy arrays
+        arrays = {name: [torch.from_numpy(getattr(self, name)[g, :n].copy())
+                         for g, n in enumerate(self.sizes.tolist())]
                   for name in self._ARRAYS}
-        return {"arrays": arrays, "ptr": self.ptr, "size": n,
+        return {"arrays": arrays, "ptr": self.ptr.copy(), "sizes": self.sizes.copy(),
                 "rng": self.rng.bit_generator.state}
 
     def load_state_dict(self, state: dict[str, object]) -> None:
-        n = int(state["size"])  # type: ignore[arg-type]
-        if n > self.capacity:
-            raise ValueError(f"checkpoint holds {n} transitions per task, capacity {self.capacity}")
-        for name, values in state["arrays"].items():  # type: ignore[attr-defined]
-            getattr(self, name)[:, :n] = values.numpy()
-        self.ptr, self.size = int(state["ptr"]), n  # type: ignore[arg-type]
+        sizes = np.asarray(state["sizes"])
+        if sizes.shape != self.sizes.shape:
+            raise ValueError(f"checkpoint holds {len(sizes)} buffers, expected {len(self.sizes)}")
+        if (sizes > self.capacity).any():
+            raise ValueError(f"checkpoint holds {sizes.max()} transitions in a buffer, "
+                             f"capacity {self.capacity}")
+        for name, groups in state["arrays"].items():  # type: ignore[attr-defined]
+            for g, values in enumerate(groups):
+                getattr(self, name)[g, : len(values)] = values.numpy()
+        self.ptr[:] = state["ptr"]
+        self.sizes[:] = sizes
         self.rng.bit_generator.state = state["rng"]
 
     def _gather(
-        self, tasks: np.ndarray, index: np.ndarray, learners: np.ndarray
+        self, groups: np.ndarray, index: np.ndarray, learners: np.ndarray
     ) -> TransitionBatch:
         return TransitionBatch(
-            obs=torch.from_numpy(self.obs[tasks, index]),
-            actions=torch.from_numpy(self.actions[tasks, index]),
-            rewards=torch.from_numpy(self.rewards[tasks, index]),
-            next_obs=torch.from_numpy(self.next_obs[tasks, index]),
-            terminals=torch.from_numpy(self.terminals[tasks, index]),
+            obs=torch.from_numpy(self.obs[groups, index]),
+            actions=torch.from_numpy(self.actions[groups, index]),
+            rewards=torch.from_numpy(self.rewards[groups, index]),
+            next_obs=torch.from_numpy(self.next_obs[groups, index]),
+            terminals=torch.from_numpy(self.terminals[groups, index]),
             task_ids=torch.from_numpy(np.asarray(learners, dtype=np.int64)).expand(index.shape),
         )
 
+    def _indices(self, groups: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+        """Uniform positions in each entry's group; an empty group (a task that has no data
+        yet, whose update is masked out) yields position 0 of its zero-filled arrays."""
+        high = np.maximum(self.sizes[groups], 1)
+        return self.rng.integers(0, high, size=shape)
+
+    def _per_task(self) -> None:
+        if self.shared:
+            raise ValueError("per-task batches need per-task buffers")
+
     def sample_per_task(self, batch_size: int) -> TransitionBatch:
-        index = self.rng.integers(0, self.size, size=(self.num_tasks, batch_size))
+        self._per_task()
+        index = self._indices(self._rows, (self.num_tasks, batch_size))
         return self._gather(self._rows, index, self._rows)
 
     def sample_mixed(self, batch_size: int) -> TransitionBatch:
-        flat = self.rng.integers(0, self.num_tasks * self.size, size=(1, batch_size))
-        tasks, index = np.divmod(flat, self.size)
-        return self._gather(tasks, index, tasks)
+        """Uniform over every stored transition, each labelled with the task that collected it."""
+        if not self.shared:
+            raise ValueError("mixed batches need the shared buffer")
+        index = self.rng.integers(0, max(int(self.sizes[0]), 1), size=(1, batch_size))
+        group = np.zeros_like(index)
+        return self._gather(group, index, self.task[0, index])
 
     def sample_with_sharing(self, batch_size: int, min_reward: float) -> TransitionBatch:
         """Own batch (first `batch_size` columns) then other tasks' data relabelled min_reward."""
+        self._per_task()
         tasks = self._sharing_layout(batch_size)
-        index = self.rng.integers(0, self.size, size=tasks.shape)
+        index = self._indices(tasks, tasks.shape)
         batch = self._gather(tasks, index, self._rows)
         batch.rewards[:, batch_size:] = min_reward
         return batch
@@ -152,5 +189,6 @@ class MultiTaskReplayBuffer:
 
     def sample_observations(self, per_task: int) -> torch.Tensor:
         """`per_task` observations from every task's buffer, flattened: (N * per_task, d)."""
-        index = self.rng.integers(0, self.size, size=(self.num_tasks, per_task))
+        self._per_task()
+        index = self._indices(self._rows, (self.num_tasks, per_task))
         return torch.from_numpy(self.obs[self._rows, index].reshape(-1, self.obs.shape[-1]))

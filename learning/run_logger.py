@@ -1,8 +1,9 @@
 """Logging of a run through dowel: progress.csv, TensorBoard, debug.log and a compact stdout table.
 
-Metric names follow the original (`Evaluation/SuccessRate`, `Evaluation/Task{k}/...`,
-`Train/LocalPolicy{i}/...`). The key set is fixed by the first epoch; a later epoch that lacks a
-key (e.g. no evaluation that epoch) records NaN, so progress.csv keeps one schema.
+Metric names follow the original (`Evaluation/SuccessRate`, `Evaluation/Task{k}/...`, for QMP
+methods also `Evaluation/p/...`, `Train/LocalPolicy{i}/...`). The key set is fixed by the first
+epoch; a later epoch that lacks a key (e.g. no evaluation that epoch) records NaN, so
+progress.csv keeps one schema.
 
 A resumed run reopens the same files: progress.csv keeps its rows before the resume epoch and
 appends (dowel's CsvOutput would rewrite the file with its columns in a per-process order), and

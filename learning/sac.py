@@ -13,6 +13,7 @@ import copy
 from dataclasses import dataclass
 from typing import Literal
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -22,7 +23,7 @@ from learning.distributions import (
     gaussian_entropy,
     tanh_gaussian_draw,
 )
-from learning.optimizer import FusedAdam
+from learning.optimizer import EnsembleAdam, member_views
 from learning.replay_buffer import TransitionBatch
 from learning.task_networks import TaskPolicy, TwinCritic
 
@@ -107,11 +108,21 @@ class MultiTaskSAC:
         temperatures = num_tasks if config.per_task_temperature else 1
         self.log_alpha = nn.Parameter(torch.zeros(temperatures))
         self.policy_params = list(policy.parameters())
-        self.policy_optimizer = FusedAdam(self.policy_params, lr=config.lr)
-        self.critic_optimizer = FusedAdam(critic.parameters(), lr=config.lr)
-        self.alpha_optimizer = FusedAdam([self.log_alpha], lr=config.lr)
+        # per-task members (separate networks, per-task temperatures) can skip a step
+        def members(per_task: bool) -> int | None:
+            return num_tasks if per_task else None
+
+        self.policy_optimizer = EnsembleAdam(self.policy_params, config.lr,
+                                             members(policy.per_task_groups))
+        self.critic_optimizer = EnsembleAdam(critic.parameters(), config.lr,
+                                             members(critic.groups == num_tasks))
+        self.alpha_optimizer = EnsembleAdam([self.log_alpha], config.lr,
+                                            members(config.per_task_temperature))
         self._critic_params = list(critic.parameters())
         self._target_params = list(self.target_critic.parameters())
+        #: per-member slices for Polyak updates of some tasks only (separate critics)
+        self._critic_members, self._member_task = member_views(self._critic_params, num_tasks)
+        self._target_members, _ = member_views(self._target_params, num_tasks)
         #: (N, N) DnC penalty weights; row i weights policy i's KL towards every other policy
         self.kl_coeff = None if kl_coeff is None else kl_coeff.fill_diagonal_(0.0)
         self.stats = TaskStatistics(
@@ -167,8 +178,25 @@ class MultiTaskSAC:
         for name in ("policy_optimizer", "critic_optimizer", "alpha_optimizer"):
             getattr(self, name).load_state_dict(state[name])
 
-    def update(self, batch: TransitionBatch, kl_obs: torch.Tensor | None = None) -> None:
-        """One gradient step of critics, actor and temperature on `batch` for every task.
+    def soft_update_targets(self, tasks: np.ndarray | None = None) -> None:
+        """Polyak update of the target critics of `tasks` (bool (N,); None: all)."""
+        tau = self.config.target_update_tau
+        if tasks is None or tasks.all():
+            torch._foreach_lerp_(self._target_params, self._critic_params, tau)
+            return
+        if self.critic.groups != self.num_tasks:
+            raise ValueError("per-task target updates need separate per-task critics")
+        chosen = np.flatnonzero(tasks[self._member_task]).tolist()
+        if chosen:
+            torch._foreach_lerp_([self._target_members[i] for i in chosen],
+                                 [self._critic_members[i] for i in chosen], tau)
+
+    def update(self, batch: TransitionBatch, kl_obs: torch.Tensor | None = None,
+               tasks: np.ndarray | None = None) -> None:
+        """One gradient step of critics, actor and temperature on `batch` for the tasks in
+        `tasks` (bool (N,); None: every task). A task left out gets no Adam step, no Polyak
+        update and no statistics, exactly as if it had not been in the batch (its samples still
+        go through the batched passes: members never interact).
 
         The gradients are computed by hand (taped forward passes, `backward` methods): the same
         values autograd gives (tests/test_update_gradients.py checks them against autograd on
@@ -200,7 +228,7 @@ class MultiTaskSAC:
             _, grads = self.critic.backward(critic_tape, 2.0 * scale * q_diff,
                                             param_grads=True, action_grad=False)
             _set_grads(self._critic_params, grads)
-            self.critic_optimizer.step()
+            self.critic_optimizer.step(tasks)
 
             # actor (with the fresh critics): loss reduce(alpha * log_pi - min_k Q_k(s, a~pi))
             log_std = log_stds[:, :b]
@@ -232,10 +260,9 @@ class MultiTaskSAC:
             grad_coef = -scale * entropy_gap * coef_grad
             self.log_alpha.grad = torch.zeros_like(self.log_alpha).index_add_(
                 0, alpha_ids.reshape(-1), grad_coef.reshape(-1))
-            self.policy_optimizer.step()
-            self.alpha_optimizer.step()
-
-            torch._foreach_lerp_(self._target_params, self._critic_params, cfg.target_update_tau)
+            self.policy_optimizer.step(tasks)
+            self.alpha_optimizer.step(tasks)
+            self.soft_update_targets(tasks)
             values = [
                 q_diff[0].square(),
                 q_diff[1].square(),
@@ -249,7 +276,11 @@ class MultiTaskSAC:
                 alpha,
             ]
             values += [per_task[ids] for per_task in kl_stats]  # (N,) -> each sample's task
-            self.stats.add(torch.stack(values), ids, batch.weights)
+            weights = batch.weights
+            if tasks is not None and not tasks.all():
+                stepped = torch.from_numpy(tasks)[ids].float()
+                weights = stepped if weights is None else weights * stepped
+            self.stats.add(torch.stack(values), ids, weights)
 
     def _kl_penalty(self, obs: torch.Tensor
                     ) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:

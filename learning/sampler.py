@@ -3,8 +3,8 @@ policy call a step.
 
 `TaskVectorEnv` steps one environment per task and resets an episode when it terminates or reaches
 the horizon (a truncation, never stored as terminal). `EpisodeTracker` turns steps into finished
-episodes with their metrics. `Collector` fills the replay buffer for a round (every task gets the
-same number of steps; an episode may continue into the next round). Evaluation lives in
+episodes with their metrics. `Collector` fills the replay buffers for a round with whole episodes,
+allocated to the tasks as the original's sequential samplers did. Evaluation lives in
 `learning.evaluation`.
 """
 
@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import gymnasium as gym
 import numpy as np
@@ -153,11 +153,15 @@ class EpisodeTracker:
                             "max": float(np.max(values))}[how]
         episode = Episode(int(self.tasks[k]), float(self._ret[k]), float(self._disc_ret[k]),
                           int(self._len[k]), terminated, bool(self._success[k]), extras)
+        self.discard(k)
+        return episode
+
+    def discard(self, k: int) -> None:
+        """Forget row k's running episode (it will not be stored)."""
         self._ret[k] = self._disc_ret[k] = 0.0
         self._len[k] = 0
         self._success[k] = False
         self._extras[k] = {}
-        return episode
 
     def state_dict(self) -> dict[str, object]:
         return {"ret": self._ret.copy(), "disc_ret": self._disc_ret.copy(),
@@ -177,13 +181,56 @@ class EpisodeTracker:
         return done
 
 
+#: how a round's env steps are allocated to the tasks (see `Collector`)
+SamplerType = Literal["local", "mt_local"]
+SAMPLER_TYPES: tuple[str, ...] = ("local", "mt_local")
+
+
+class _EpisodeStage:
+    """The transitions of the current pass, one row per env, held until the pass decides which
+    episodes the sequential sampler would have run (only those are stored)."""
+
+    def __init__(self, rows: int, horizon: int, obs_dim: int, action_dim: int) -> None:
+        self.obs = np.zeros((rows, horizon, obs_dim), dtype=np.float32)
+        self.next_obs = np.zeros((rows, horizon, obs_dim), dtype=np.float32)
+        self.actions = np.zeros((rows, horizon, action_dim), dtype=np.float32)
+        self.rewards = np.zeros((rows, horizon), dtype=np.float32)
+        self.terminals = np.zeros((rows, horizon), dtype=np.float32)
+        self.acting = np.zeros((rows, horizon), dtype=np.int64)
+
+    def write(self, t: int, obs: np.ndarray, actions: np.ndarray, step: StepResult,
+              next_obs: np.ndarray, acting: np.ndarray) -> None:
+        """Step t of every row (rows that did not step are overwritten later or never read)."""
+        self.obs[:, t] = obs
+        self.actions[:, t] = actions
+        self.rewards[:, t] = step.rewards
+        self.next_obs[:, t] = next_obs
+        self.terminals[:, t] = step.terminated
+        self.acting[:, t] = acting
+
+
 class Collector:
-    """Fills the replay buffer with the behaviour policy, `steps_per_task` steps of every task a
-    call.
+    """Fills the replay buffer with the behaviour policy, one round of `num_steps` env steps a
+    call, allocated to the tasks as the original's samplers did (`sampler_type`):
+
+    * `local` (garage's LocalSampler, the original's default): one whole episode of each task in
+      task order, cycling from task 0, until the round holds `num_steps` steps. Tasks with long
+      episodes get more data; when `num_steps / N` exceeds the horizon the low-index tasks get an
+      extra episode.
+    * `mt_local` (the original's MTLocalSampler): every task runs whole episodes until it has at
+      least `num_steps / N` steps.
+
+    Every episode starts from a reset, and nothing carries over between rounds. The tasks still
+    step in lockstep, one behaviour call a step: a round is a series of passes in which every env
+    row runs one episode at most; a row whose episode has ended waits for the pass to end. A row
+    is stopped (and its steps dropped) as soon as the rows before it in the sequential order
+    already complete the round, so the stored episodes, and hence the per-task allocation, are
+    exactly the sequential sampler's for any sequence of episode lengths.
 
     The vector env holds K copies of the task set, copy-major (row c * N + i is copy c of task
-    i). One behaviour call acts for all K * N envs; a round's steps per task are split over the
-    copies (the last lockstep step of a round steps only the copies still owed a step)."""
+    i). With K copies a pass runs K episodes of every task, in the sequential order "copy 0 of
+    tasks 0..N-1, copy 1 of tasks 0..N-1, ...", which is `local`'s cycle order: K copies run K of
+    its cycles side by side. Under `mt_local` copy c runs each task's c-th episode of the pass."""
 
     def __init__(
         self,
@@ -194,50 +241,119 @@ class Collector:
         *,
         discount: float,
         info_metrics: dict[str, tuple[str, str]],
+        sampler_type: SamplerType = "local",
     ) -> None:
         n = buffer.num_tasks
         if venv.num_envs % n:
             raise ValueError("collection envs must be whole copies of the task set")
+        if sampler_type not in SAMPLER_TYPES:
+            raise ValueError(f"unknown sampler type {sampler_type!r}")
         self.venv = venv
         self.behaviour = behaviour
         self.buffer = buffer
         self.split = split
+        self.sampler_type = sampler_type
         self.num_tasks = n
         self.copies = venv.num_envs // n
         self._row_task = np.tile(np.arange(n), self.copies)
         self.tracker = EpisodeTracker(venv.num_envs, discount, info_metrics, self._row_task)
-        #: mixture_counts[i, j]: steps of task i acted by policy j since the last reset_counts()
+        #: mixture_counts[i, j]: stored steps of task i acted by policy j since reset_counts()
         self.mixture_counts = np.zeros((n, n), dtype=np.int64)
         self.total_env_steps = 0
+        #: stored episodes not yet read out (pop_episodes)
+        self.episodes: list[Episode] = []
+        self._stage: _EpisodeStage | None = None
 
-    def collect(self, steps_per_task: int) -> None:
-        full, rest = divmod(steps_per_task, self.copies)
-        obs_net = self.split(self.venv.obs)
-        for _ in range(full):
-            obs_net = self._step(obs_net, self.copies)
-        if rest:
-            obs_net = self._step(obs_net, rest)
-        self.total_env_steps += steps_per_task * self.num_tasks
+    def collect(self, num_steps: int) -> np.ndarray:
+        """One round of at least `num_steps` env steps in all; returns the steps stored per task."""
+        samples = np.zeros(self.num_tasks, dtype=np.int64)
+        self._start_fresh_episodes()
+        while not self._round_complete(samples, num_steps):
+            self._pass(samples, num_steps)
+        self.total_env_steps += int(samples.sum())
+        return samples
 
-    def _step(self, obs_net: np.ndarray, active_copies: int) -> np.ndarray:
-        """One lockstep step of the first `active_copies` copies; returns the next network
-        inputs of every env."""
+    def _round_complete(self, samples: np.ndarray, num_steps: int) -> bool:
+        if self.sampler_type == "local":
+            return int(samples.sum()) >= num_steps
+        return bool((samples * self.num_tasks >= num_steps).all())
+
+    def _dropped(self, lengths: np.ndarray, samples: np.ndarray, num_steps: int) -> np.ndarray:
+        """Rows whose episode the sequential sampler would not start: the episodes before them
+        in its order (their steps so far are a lower bound) already complete the round."""
+        if self.sampler_type == "local":
+            before = int(samples.sum()) + np.cumsum(lengths) - lengths
+            return before >= num_steps
+        per_copy = lengths.reshape(self.copies, self.num_tasks)
+        before = samples + np.cumsum(per_copy, axis=0) - per_copy  # (K, N)
+        return (before * self.num_tasks >= num_steps).reshape(-1)
+
+    def _start_fresh_episodes(self) -> None:
+        """Reset the rows left mid-episode (dropped at the end of the last round)."""
+        venv = self.venv
+        for k in np.flatnonzero(venv.steps_in_episode > 0):
+            venv.obs = venv.obs.copy()
+            venv.obs[k] = venv.envs[k].reset()[0]
+            venv.steps_in_episode[k] = 0
+            self.tracker.discard(int(k))
+
+    def _pass(self, samples: np.ndarray, num_steps: int) -> None:
+        """Every row runs one episode (or is dropped); the kept episodes are stored."""
         venv, n, k = self.venv, self.num_tasks, self.copies
-        steps = venv.steps_in_episode.reshape(k, n)  # a view: the Q-switch's re-selection clock
-        obs = torch.from_numpy(obs_net).reshape(k, n, -1)
-        actions, acting = self.behaviour.act(obs, steps, False)
-        m = active_copies
-        active = None if m == k else np.arange(k * n) < m * n
-        step = venv.step(actions.reshape(k * n, -1), active)
-        next_net = self.split(step.next_obs)
-        rows = m * n
-        self.buffer.add(obs_net[:rows].reshape(m, n, -1), actions[:m],
-                        step.rewards[:rows].reshape(m, n), next_net[:rows].reshape(m, n, -1),
-                        step.terminated[:rows].reshape(m, n), acting[:m])
-        self.tracker.record(step, active)
-        pairs = self._row_task[:rows] * n + acting[:m].reshape(-1)
-        self.mixture_counts += np.bincount(pairs, minlength=n * n).reshape(n, n)
-        return self.split(venv.obs) if step.ended.any() else next_net
+        rows = k * n
+        lengths = np.zeros(rows, dtype=np.int64)
+        running = np.ones(rows, dtype=bool)
+        finished: dict[int, Episode] = {}
+        obs_net = self.split(venv.obs)
+        t = 0
+        while True:
+            dropped = self._dropped(lengths, samples, num_steps)
+            active = running & ~dropped
+            if not active.any():
+                break
+            steps = venv.steps_in_episode.reshape(k, n)  # a view: the Q-switch's clock
+            actions, acting = self.behaviour.act(torch.from_numpy(obs_net).reshape(k, n, -1),
+                                                 steps, False)
+            actions = actions.reshape(rows, -1)
+            step = venv.step(actions, None if active.all() else active)
+            next_net = self.split(step.next_obs)
+            if self._stage is None:
+                self._stage = _EpisodeStage(rows, venv.horizon, obs_net.shape[-1],
+                                            actions.shape[-1])
+            self._stage.write(t, obs_net, actions, step, next_net, acting.reshape(-1))
+            lengths += active
+            self.tracker.record(step, active)
+            for row, episode in zip(np.flatnonzero(step.ended), self.tracker.pop_finished(),
+                                    strict=True):
+                finished[int(row)] = episode
+            running &= ~step.ended
+            obs_net = self.split(venv.obs) if step.ended.any() else next_net
+            t += 1
+        self._store(np.flatnonzero(~dropped), lengths, samples, finished)
+        for row in np.flatnonzero(dropped):
+            self.tracker.discard(int(row))
+
+    def _store(self, rows: np.ndarray, lengths: np.ndarray, samples: np.ndarray,
+               finished: dict[int, Episode]) -> None:
+        """Store the kept rows' episodes in the sequential order, with their statistics."""
+        stage, n = self._stage, self.num_tasks
+        assert stage is not None
+        for row in rows.tolist():
+            task, length = int(self._row_task[row]), int(lengths[row])
+            if length == 0:
+                continue
+            acting = stage.acting[row, :length]
+            self.buffer.add(task, stage.obs[row, :length], stage.actions[row, :length],
+                            stage.rewards[row, :length], stage.next_obs[row, :length],
+                            stage.terminals[row, :length], acting)
+            samples[task] += length
+            self.mixture_counts[task] += np.bincount(acting, minlength=n)
+            self.episodes.append(finished[row])
+
+    def pop_episodes(self) -> list[Episode]:
+        """The stored episodes finished since the last call, in the sequential order."""
+        done, self.episodes = self.episodes, []
+        return done
 
     def state_dict(self, exact_envs: bool) -> dict[str, object]:
         """Everything collection needs to continue exactly: env states (when the family can be
@@ -249,6 +365,7 @@ class Collector:
             "obs": venv.obs.copy(),
             "steps_in_episode": venv.steps_in_episode.copy(),
             "tracker": self.tracker.state_dict(),
+            "episodes": list(self.episodes),
             "mixture_counts": self.mixture_counts.copy(),
             "total_env_steps": self.total_env_steps,
             "behaviour": behaviour_state,
@@ -257,6 +374,8 @@ class Collector:
     def load_state_dict(self, state: dict[str, object]) -> None:
         venv = self.venv
         self.total_env_steps = int(state["total_env_steps"])  # type: ignore[arg-type]
+        self.episodes = list(state["episodes"])  # type: ignore[call-overload]
+        self.mixture_counts[:] = state["mixture_counts"]
         if state["envs"] is None:  # not restorable exactly: start fresh episodes
             venv.reset_all()
             return
@@ -265,7 +384,6 @@ class Collector:
         venv.obs[:] = state["obs"]
         venv.steps_in_episode[:] = state["steps_in_episode"]
         self.tracker.load_state_dict(state["tracker"])  # type: ignore[arg-type]
-        self.mixture_counts[:] = state["mixture_counts"]
         if state["behaviour"] is not None:
             self.behaviour.load_state_dict(state["behaviour"])  # type: ignore[attr-defined]
 

@@ -27,6 +27,9 @@ from learning.run_logger import RunLogger, format_matrix, mixture_probabilities
 from learning.runtime import TrainingThreads
 from learning.sampler import Collector, Episode
 
+#: the layout of a checkpoint's state; 2: per-task buffer sizes and optimizer step counts
+CHECKPOINT_FORMAT = 2
+
 
 @dataclass
 class Schedule:
@@ -43,8 +46,9 @@ def _per_task(episodes: list[Episode], task: int) -> list[Episode]:
 class Trainer:
     """Runs a multi-task experiment and writes its logs and snapshots under the logger's folder.
 
-    `evaluation` evaluates under the prefixes "Evaluation" (each task's own policy, the number to
-    compare across methods) and, for QMP, "Evaluation/Mixture".
+    `evaluation` evaluates under the authors' prefixes: "Evaluation" (QMP methods: the Q-switch
+    mixture; other methods: each task's own policy) and, for QMP, "Evaluation/p" (each task's own
+    policy). The progress line's success is `Evaluation/SuccessRate`, the authors' default key.
     """
 
     def __init__(
@@ -101,7 +105,7 @@ class Trainer:
                     "python": random.getstate()},
             "trainer": {"pending": pending, "time": elapsed},
         })
-        return {**small, "buffer": self.learner.buffer.state_dict()}
+        return {**small, "format": CHECKPOINT_FORMAT, "buffer": self.learner.buffer.state_dict()}
 
     def close(self) -> None:
         """Finish the checkpoint in flight and release the envs, the evaluation and the logs."""
@@ -141,8 +145,8 @@ class Trainer:
                 steps = self.learner.steps_to_collect(self.schedule.batch_size)
                 if self._pace is not None:
                     self._pace()
-                self.collector.collect(steps)
-                self.learner.train_round(steps, self._pace)
+                samples = self.collector.collect(steps)
+                self.learner.train_round(samples, self._pace)
             self.learner.sac.check_finite(epoch)
             metrics: dict[str, float] = {"Epoch": epoch, "Itr": epoch}
             metrics["TotalEnvSteps"] = self.collector.total_env_steps
@@ -199,12 +203,14 @@ class Trainer:
         out: dict[str, float] = {}
         stats = sac.stats.means()
         sac.stats.reset()
-        episodes = self.collector.tracker.pop_finished()
+        episodes = self.collector.pop_episodes()
         counts = self.collector.reset_counts()
         probs = mixture_probabilities(counts)
         shared = self.learner.shared_data.means()["SharedData"]
         self.learner.shared_data.reset()
         alpha = sac.alpha().tolist()
+        buffer_sizes = self.learner.buffer.task_sizes()
+        gradient_steps = self.learner.pop_task_gradient_steps()
         for i in range(n):
             prefix = f"Train/LocalPolicy{i}/"
             for name, values in stats.items():
@@ -213,7 +219,9 @@ class Trainer:
             out[prefix + "AverageReturn"] = _mean([e.ret for e in own])
             out[prefix + "SuccessRate"] = _mean([e.success for e in own])
             out[prefix + "EnvSteps"] = int(counts[i].sum())
-            out[prefix + "ReplayBufferSize"] = len(self.learner.buffer)
+            out[prefix + "ReplayBufferSize"] = int(buffer_sizes[i])
+            if self.learner.sampling != "mixed":
+                out[prefix + "GradientSteps"] = int(gradient_steps[i])
             out[prefix + "CurrentAlpha"] = alpha[i]
             if self.learner.sampling == "sharing":
                 out[prefix + "SharedData"] = shared[i]

@@ -46,7 +46,7 @@ CRF = 20
 
 def video_path(out_dir: str, epoch: int, key: str, task: int) -> str:
     """Where the video of `task` under behaviour `key` at `epoch` goes (the key is made safe for
-    a file name, so trainer prefixes such as "Evaluation/Mixture" work too)."""
+    a file name, so trainer prefixes such as "Evaluation/p" work too)."""
     name = re.sub(r"[^a-z0-9]+", "_", key.lower()).strip("_") or "behaviour"
     return os.path.join(out_dir, "videos", f"epoch{epoch:04d}_{name}_task{task}.mp4")
 

@@ -48,7 +48,11 @@ def test_every_method_runs_and_logs(method: str, tiny_flags: list[str], tmp_path
         assert key in rows[0], key
         assert all(math.isfinite(float(r[key])) for r in rows), key
     qmp = method.startswith("qmp")
-    assert ("Evaluation/Mixture/SuccessRate" in rows[0]) == qmp
+    # the authors' keys: QMP methods add their own policy under Evaluation/p/ (Evaluation/ is
+    # the mixture); other methods log their own policy under Evaluation/ only
+    assert ("Evaluation/p/SuccessRate" in rows[0]) == qmp
+    assert ("Evaluation/p/Task0/SuccessRate" in rows[0]) == qmp
+    assert not any(key.startswith("Evaluation/Mixture/") for key in rows[0])
     assert ("Train/LocalPolicy0/Policy1Prob" in rows[0]) == qmp
     if qmp:
         for r in rows:

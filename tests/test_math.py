@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import math
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -19,7 +20,7 @@ from learning.distributions import (
     tanh_gaussian_sample,
 )
 from learning.networks import EnsembleMLP
-from learning.optimizer import FusedAdam
+from learning.optimizer import EnsembleAdam
 from learning.task_networks import Architecture, TaskPolicy, TwinCritic
 
 
@@ -193,27 +194,51 @@ def test_twin_critic_layout(arch: Architecture) -> None:
                 assert q[twin, g, b].item() == pytest.approx(expected, abs=1e-6)
 
 
-@pytest.mark.parametrize("saved_fused", [True, False])
-def test_fused_adam_equals_torch_adam_and_loads_its_state(saved_fused: bool) -> None:
-    """FusedAdam is torch's fused Adam step for step, and resumes from a torch.optim.Adam
-    state_dict (fused or not, as checkpoints written before it hold) and from a deep copy."""
+def test_ensemble_adam_equals_torch_adam_and_survives_copies() -> None:
+    """With every task stepping, EnsembleAdam is torch's Adam step for step, also after a
+    state_dict round trip through a deep copy (as a checkpoint resumes it)."""
     torch.manual_seed(9)
     ours_p = [nn.Parameter(torch.randn(2, 3, 4)), nn.Parameter(torch.randn(1))]
     ref_p = [nn.Parameter(p.detach().clone()) for p in ours_p]
-    ours = FusedAdam(ours_p, lr=1e-2)
-    ref = torch.optim.Adam(ref_p, lr=1e-2, fused=saved_fused)
+    ours = EnsembleAdam(ours_p, 1e-2)
+    ref = torch.optim.Adam(ref_p, lr=1e-2)
     for step in range(6):
         grads = [torch.randn_like(p) for p in ours_p]
         for p, q, g in zip(ours_p, ref_p, grads, strict=True):
             p.grad, q.grad = g.clone(), g.clone()
         ours.step()
         ref.step()
-        if step == 2:  # resume ours from the reference's state, through a copy
-            ours_p, ours = copy.deepcopy((ours_p, FusedAdam(ours_p, lr=1e-2)))
-            ours.load_state_dict(copy.deepcopy(ref.state_dict()))  # as read from disk
-            with torch.no_grad():
-                for p, q in zip(ours_p, ref_p, strict=True):
-                    p.copy_(q)
+        if step == 2:  # resume ours from its saved state, through a copy
+            saved = copy.deepcopy(ours.state_dict())
+            ours_p, ours = copy.deepcopy((ours_p, EnsembleAdam(ours_p, 1e-2)))
+            ours.load_state_dict(saved)
     for p, q in zip(ours_p, ref_p, strict=True):
         torch.testing.assert_close(p, q, atol=1e-7, rtol=1e-6)
-    assert ours.state_dict()["state"][0]["step"].item() == 6
+    assert [s.tolist() for s in ours.state_dict()["steps"]] == [[6.0], [6.0]]
+
+
+def test_ensemble_adam_skipped_members_equal_separate_adams() -> None:
+    """Members of tasks left out of a step are untouched (parameters, moments, step count):
+    the stacked optimizer equals one torch Adam per member that steps only with its task."""
+    n, rng = 3, np.random.default_rng(0)
+    torch.manual_seed(0)
+    weight = nn.Parameter(torch.randn(2 * n, 4, 5))  # twin critics: member m is task m % n
+    temp = nn.Parameter(torch.zeros(n))
+    ours = EnsembleAdam([weight, temp], 1e-2, n)
+    refs = [nn.Parameter(weight.detach()[m].clone()) for m in range(2 * n)]
+    refs += [nn.Parameter(torch.zeros(())) for _ in range(n)]
+    ref_opts = [torch.optim.Adam([r], lr=1e-2) for r in refs]
+    for _ in range(30):
+        tasks = rng.random(n) < 0.5
+        weight.grad, temp.grad = torch.randn(2 * n, 4, 5), torch.randn(n)
+        ours.step(tasks)
+        member_grads = [*weight.grad.unbind(0), *temp.grad.unbind(0)]
+        for m, (r, opt, g) in enumerate(zip(refs, ref_opts, member_grads, strict=True)):
+            if tasks[m % n]:
+                r.grad = g.clone()
+                opt.step()
+    for m in range(2 * n):
+        torch.testing.assert_close(weight.detach()[m], refs[m].detach(), atol=1e-7, rtol=1e-6)
+    for i in range(n):
+        torch.testing.assert_close(temp.detach()[i], refs[2 * n + i].detach(),
+                                   atol=1e-7, rtol=1e-6)

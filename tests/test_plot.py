@@ -172,3 +172,82 @@ def test_nothing_to_plot_is_one_line_and_exit_2(tmp_path: Path) -> None:
     lines = result.stderr.splitlines()
     assert len(lines) == 1 and lines[0].startswith("plot.py: error: ")
     assert not (tmp_path / "plots").exists()
+
+
+def _eval_rows(values: dict[str, float]) -> list[dict[str, float]]:
+    """Three evaluated epochs holding constant `values` (column -> value)."""
+    return [{"Epoch": float(e), "TotalEnvSteps": 100.0 * (e + 1), **values} for e in range(3)]
+
+
+@pytest.mark.parametrize("policy", [None, "mixture", "own"])
+def test_policy_choice_reads_the_right_column(tmp_path: Path, policy: str | None) -> None:
+    # QMP: Evaluation/ is the mixture (0.9), Evaluation/p/ the own policy (0.2); dnc_sac logs its
+    # own policy under Evaluation/ only (0.5); a run logged before the authors' keys had the own
+    # policy under Evaluation/ (0.3) and the mixture under Evaluation/Mixture/ (0.7)
+    qmp = plot.load_run(str(_write_run(tmp_path / "q", "qmp_dnc", _eval_rows(
+        {"Evaluation/SuccessRate": 0.9, "Evaluation/p/SuccessRate": 0.2}), 2)))
+    own = plot.load_run(str(_write_run(tmp_path / "d", "dnc_sac", _eval_rows(
+        {"Evaluation/SuccessRate": 0.5}), 2)))
+    legacy = plot.load_run(str(_write_run(tmp_path / "l", "qmp_sac", _eval_rows(
+        {"Evaluation/SuccessRate": 0.3, "Evaluation/Mixture/SuccessRate": 0.7}), 2)))
+    panel, = plot.build_panels(plot.group_runs([qmp, own, legacy]), None, 1, policy)
+    mean = {m: float(c.mean[0]) for m, c in panel.curves.items()}
+    if policy == "own":
+        assert mean == pytest.approx({"qmp_dnc": 0.2, "dnc_sac": 0.5, "qmp_sac": 0.3})
+        assert panel.columns == {"qmp_dnc": "Evaluation/p/SuccessRate",
+                                 "dnc_sac": "Evaluation/SuccessRate",
+                                 "qmp_sac": "Evaluation/SuccessRate"}
+        assert panel.shows == dict.fromkeys(("qmp_dnc", "dnc_sac", "qmp_sac"), "own policy")
+        assert plot.shown_text([panel]) == (
+            "QMP curves: own policy of each task; other curves: own policy of each task "
+            "[Evaluation/SuccessRate, Evaluation/p/SuccessRate]")
+    else:  # the default is the authors' Evaluation/ key: the mixture for QMP methods
+        assert mean == pytest.approx({"qmp_dnc": 0.9, "dnc_sac": 0.5, "qmp_sac": 0.7})
+        assert panel.columns == {"qmp_dnc": "Evaluation/SuccessRate",
+                                 "dnc_sac": "Evaluation/SuccessRate",
+                                 "qmp_sac": "Evaluation/Mixture/SuccessRate"}
+        assert panel.shows == {"qmp_dnc": "mixture", "dnc_sac": "own policy",
+                               "qmp_sac": "mixture"}
+        assert plot.shown_text([panel]) == (
+            "QMP curves: mixture (Q-switch acting); other curves: own policy of each task "
+            "[Evaluation/Mixture/SuccessRate, Evaluation/SuccessRate]")
+    # the figure says it: title and legend entries
+    fig = plot.curves_figure([panel], 1)
+    assert fig.get_suptitle() == plot.shown_text([panel])
+    labels = [t.get_text() for t in fig.legends[0].get_texts()]
+    what = "own policy" if policy == "own" else "mixture"
+    assert labels == ["Separated (dnc_sac, own policy, 1 seed)",
+                      f"Separated + QMP (qmp_dnc, {what}, 1 seed)",
+                      f"Parameters + QMP (qmp_sac, {what}, 1 seed)"]
+    assert fig.axes[0].get_ylabel() == "Success rate"
+
+
+def test_policy_own_on_real_runs_and_metric_rules(runs_root: Path, tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    runs = plot.load_runs([str(runs_root)])
+    qmp_rows = list(csv.DictReader(open(runs_root / "qmp_dnc_s1" / "progress.csv")))
+    assert "Evaluation/p/SuccessRate" in qmp_rows[0]
+    groups = plot.group_runs(runs)
+    for policy, column in ((None, "Evaluation/AverageReturn"),
+                           ("own", "Evaluation/p/AverageReturn")):
+        panel, = plot.build_panels(groups, "Evaluation/AverageReturn", 1, policy)
+        assert panel.columns == {"dnc_sac": "Evaluation/AverageReturn", "qmp_dnc": column}
+        expected = np.mean([[float(r[column]) for r in csv.DictReader(
+            open(runs_root / f"qmp_dnc_s{seed}" / "progress.csv"))] for seed in (1, 2)], axis=0)
+        np.testing.assert_allclose(panel.curves["qmp_dnc"].mean, expected)
+    # a full Evaluation/p/ key is the own policy (dnc_sac reads its Evaluation/ key)
+    panel, = plot.build_panels(groups, "Evaluation/p/SuccessRate", 1)
+    assert panel.columns == {"dnc_sac": "Evaluation/SuccessRate",
+                             "qmp_dnc": "Evaluation/p/SuccessRate"}
+    # other columns are read as given; --policy does not apply to them
+    panel, = plot.build_panels(groups, "Train/Qf1Loss", 1)
+    assert panel.shows == {} and plot.shown_text([panel]) is None
+    assert set(panel.columns.values()) == {"Train/Qf1Loss"}
+    out = tmp_path / "plots"
+    for bad in (["--metric", "Train/Qf1Loss", "--policy", "own"],
+                ["--metric", "Evaluation/p/SuccessRate", "--policy", "mixture"]):
+        assert plot.main([str(runs_root), *bad, "--out", str(out)]) == 2
+        assert capsys.readouterr().err.splitlines()[-1].startswith("plot.py: error: ")
+    # --policy own writes its own files next to the default ones
+    assert plot.main([str(runs_root), "--policy", "own", "--out", str(out)]) == 0
+    assert str(out / f"curves_{ENV}_own-policy.png") in capsys.readouterr().out.split()

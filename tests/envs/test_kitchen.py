@@ -292,10 +292,17 @@ def test_tolerance_function() -> None:
     assert math.isclose(tolerance(-0.3, 0.0, 0.1, 0.3), 0.1)
     assert math.isclose(tolerance(0.25, 0.0, 0.1, 0.3), 0.1**0.25)
     assert tolerance(0.2, 0.0, 0.1, 0.0) == 0.0
-    rewards = pytest.importorskip("dm_control.utils.rewards")
-    for x, margin in [(0.0, 0.5), (0.13, 0.2), (0.7, 0.45), (2.0, 0.3), (0.35, 1e-3)]:
-        expected = float(rewards.tolerance(x, bounds=(0.0, 0.1), margin=margin, sigmoid="gaussian"))
-        assert math.isclose(tolerance(x, 0.0, 0.1, margin), expected, abs_tol=1e-12)
+    # bounds (0, 0.1), Gaussian shape with value 0.1 at the margin: 0.1 ** (distance / margin)**2,
+    # evaluated once in 50-digit decimal arithmetic (the last one underflows to 0)
+    for x, margin, expected in [
+        (0.0, 0.5, 1.0),
+        (0.13, 0.2, 0.9495109992021983),
+        (0.7, 0.45, 0.01668100537200059),
+        (2.0, 0.3, 7.742636826811271e-41),
+        (0.35, 1e-3, 0.0),
+    ]:
+        got = tolerance(x, 0.0, 0.1, margin)
+        assert math.isclose(got, expected, rel_tol=1e-12, abs_tol=1e-300), (x, margin, got)
 
 
 @pytest.mark.parametrize("task", [2, 5, 8])
