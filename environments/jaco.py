@@ -29,7 +29,8 @@ Two quirks of the model are kept, because they are the benchmark as the paper ra
   first 4 steps);
 * joint 2's motor is weak: holding the arm against gravity at the reset pose needs about 1.07x its
   peak torque, so the arm sags under zero action (hand height 0.24 -> 0.09 m over an episode),
-  and the hand can pass through the far sub-goals S2 and S3 but not be held still there.
+  and the hand can pass through the far sub-goals S2 and S3, and its reset position (the stay
+  goal), but not be held still there.
 
 Tasks (sub-goals `SUBGOALS`, success = hand within 0.05 of the current target):
 0: S0 -> S1 -> S2 dense + time penalty; 1: S0 -> S1 -> S3 dense, no time penalty, shift -2, +200

@@ -263,6 +263,8 @@ class Collector:
         #: stored episodes not yet read out (pop_episodes)
         self.episodes: list[Episode] = []
         self._stage: _EpisodeStage | None = None
+        #: (task, transition arrays, episode) of the round's kept episodes, stored at its end
+        self._kept: list[tuple[int, tuple[np.ndarray, ...], Episode]] = []
 
     def collect(self, num_steps: int) -> np.ndarray:
         """One round of at least `num_steps` env steps in all; returns the steps stored per task."""
@@ -270,6 +272,7 @@ class Collector:
         self._start_fresh_episodes()
         while not self._round_complete(samples, num_steps):
             self._pass(samples, num_steps)
+        self._store_round()
         self.total_env_steps += int(samples.sum())
         return samples
 
@@ -298,7 +301,7 @@ class Collector:
             self.tracker.discard(int(k))
 
     def _pass(self, samples: np.ndarray, num_steps: int) -> None:
-        """Every row runs one episode (or is dropped); the kept episodes are stored."""
+        """Every row runs one episode (or is dropped); the kept episodes are set aside."""
         venv, n, k = self.venv, self.num_tasks, self.copies
         rows = k * n
         lengths = np.zeros(rows, dtype=np.int64)
@@ -329,26 +332,36 @@ class Collector:
             running &= ~step.ended
             obs_net = self.split(venv.obs) if step.ended.any() else next_net
             t += 1
-        self._store(np.flatnonzero(~dropped), lengths, samples, finished)
+        self._keep(np.flatnonzero(~dropped), lengths, samples, finished)
         for row in np.flatnonzero(dropped):
             self.tracker.discard(int(row))
 
-    def _store(self, rows: np.ndarray, lengths: np.ndarray, samples: np.ndarray,
-               finished: dict[int, Episode]) -> None:
-        """Store the kept rows' episodes in the sequential order, with their statistics."""
-        stage, n = self._stage, self.num_tasks
+    def _keep(self, rows: np.ndarray, lengths: np.ndarray, samples: np.ndarray,
+              finished: dict[int, Episode]) -> None:
+        """Set aside the kept rows' episodes (copies) for the end of the round."""
+        stage = self._stage
         assert stage is not None
         for row in rows.tolist():
             task, length = int(self._row_task[row]), int(lengths[row])
             if length == 0:
                 continue
-            acting = stage.acting[row, :length]
-            self.buffer.add(task, stage.obs[row, :length], stage.actions[row, :length],
-                            stage.rewards[row, :length], stage.next_obs[row, :length],
-                            stage.terminals[row, :length], acting)
+            arrays = tuple(x[row, :length].copy() for x in
+                           (stage.obs, stage.actions, stage.rewards, stage.next_obs,
+                            stage.terminals, stage.acting))
+            self._kept.append((task, arrays, finished[row]))
             samples[task] += length
-            self.mixture_counts[task] += np.bincount(acting, minlength=n)
-            self.episodes.append(finished[row])
+
+    def _store_round(self) -> None:
+        """Store the round's episodes in the sequential sampler's order: `local` runs them in
+        pass order already; `mt_local` runs all of task 0's, then task 1's, ..."""
+        kept, self._kept = self._kept, []
+        if self.sampler_type == "mt_local":
+            kept.sort(key=lambda item: item[0])  # stable: each task's episodes stay in order
+        n = self.num_tasks
+        for task, arrays, episode in kept:
+            self.buffer.add(task, *arrays)
+            self.mixture_counts[task] += np.bincount(arrays[-1], minlength=n)
+            self.episodes.append(episode)
 
     def pop_episodes(self) -> list[Episode]:
         """The stored episodes finished since the last call, in the sequential order."""

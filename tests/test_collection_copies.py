@@ -1,11 +1,18 @@
-"""Collection with K env copies per task (`--envs_per_task`): every task gets exactly the steps a
-round asks for, the buffer stores each copy's trajectory in order, and episode statistics and
-mixture counts stay per task."""
+"""Collection allocates a round's env steps exactly as the original's sequential samplers did.
+
+The lockstep collector (N tasks, K env copies per task, one policy call a step) is compared with
+a plain sequential reference of garage's LocalSampler ("local": one whole episode per task in
+task order, cycling from task 0, until the round has `num_steps`) and the original's
+MTLocalSampler ("mt_local": every task whole episodes until it has `num_steps / N`), on scripted
+envs whose episode lengths are drawn at random: the same episodes are stored, in the same order,
+and nothing else (episodes the sequential sampler would not have started are dropped)."""
 
 from __future__ import annotations
 
 import functools
+from typing import Any
 
+import gymnasium as gym
 import numpy as np
 import pytest
 import torch
@@ -17,30 +24,130 @@ from learning.replay_buffer import MultiTaskReplayBuffer
 from learning.sampler import Collector, TaskVectorEnv
 from learning.task_networks import Architecture, TaskPolicy, TwinCritic
 
-ENV = "PointReachMT4-v0"
+HORIZON = 12
 
 
-def test_adding_k_copies_equals_k_single_adds_across_the_wrap() -> None:
-    rng = np.random.default_rng(0)
-    n, k, cap = 3, 4, 10
-    one, many = (MultiTaskReplayBuffer(n, cap, 2, 1, seed=0) for _ in range(2))
-    for _ in range(4):  # 16 entries into 10 slots: the third add wraps around
-        obs, nxt = rng.normal(size=(2, k, n, 2)).astype(np.float32)
-        act = rng.normal(size=(k, n, 1)).astype(np.float32)
-        rew = rng.normal(size=(k, n)).astype(np.float32)
-        term = rng.random((k, n)) < 0.3
-        acting = rng.integers(0, n, (k, n))
-        many.add(obs, act, rew, nxt, term, acting)
-        for c in range(k):
-            one.add(obs[c], act[c], rew[c], nxt[c], term[c], acting[c])
-    assert (many.ptr, many.size) == (one.ptr, one.size) == (6, 10)
-    for name in MultiTaskReplayBuffer._ARRAYS:
-        np.testing.assert_array_equal(getattr(many, name), getattr(one, name))
+class ScriptedEpisodes(gym.Env):
+    """Episode e of this env lasts lengths[e] steps (terminating; HORIZON = a truncation).
+    Observation: (sequential episode id, step in the episode)."""
+
+    observation_space = gym.spaces.Box(-np.inf, np.inf, (2,), np.float32)
+    action_space = gym.spaces.Box(-1.0, 1.0, (1,), np.float32)
+
+    def __init__(self, lengths: list[int], ids: list[int]) -> None:
+        self.lengths, self.ids, self.episode, self.t = lengths, ids, -1, 0
+
+    def _obs(self) -> np.ndarray:
+        return np.array([self.ids[self.episode], self.t], dtype=np.float32)
+
+    def reset(self, *, seed: int | None = None, options: Any = None
+              ) -> tuple[np.ndarray, dict[str, Any]]:
+        self.episode, self.t = self.episode + 1, 0
+        return self._obs(), {}
+
+    def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
+        self.t += 1
+        return self._obs(), 0.0, self.t >= self.lengths[self.episode], False, {}
 
 
-def _collector(copies: int, qmp: bool) -> Collector:
+def sequential_reference(lengths: list[list[int]], num_steps: int, sampler: str
+                         ) -> list[tuple[int, int]]:
+    """(task, episode index j of the task) of every episode the original stores, in order."""
+    n = len(lengths)
+    done, used, order = np.zeros(n, dtype=np.int64), [0] * n, []
+
+    def run(task: int) -> None:
+        done[task] += lengths[task][used[task]]
+        order.append((task, used[task]))
+        used[task] += 1
+
+    if sampler == "local":
+        while done.sum() < num_steps:
+            for task in range(n):
+                run(task)
+                if done.sum() >= num_steps:
+                    break
+    else:
+        for task in range(n):
+            while done[task] < num_steps / n:
+                run(task)
+    return order
+
+
+def _scripted_collector(lengths: list[list[int]], copies: int, sampler: str, shared: bool
+                        ) -> Collector:
+    """Copy c of task i runs the task's episodes c, c + K, c + 2K, ... (the pass order)."""
+    n = len(lengths)
+    envs = [ScriptedEpisodes(lengths[i][c::copies], [i * 1000 + j for j in
+                                                      range(c, len(lengths[i]), copies)])
+            for c in range(copies) for i in range(n)]
     torch.manual_seed(0)
-    family = environments.make_multitask_env(ENV, seed=0)
+    policy = TaskPolicy(Architecture.SEPARATE, n, 2, 1, [8])
+    return Collector(TaskVectorEnv(envs, HORIZON, seed=0), OwnPolicy(policy),
+                     MultiTaskReplayBuffer(n, 10_000, 2, 1, seed=0, shared=shared),
+                     lambda obs: obs, discount=0.99, info_metrics={}, sampler_type=sampler)
+
+
+def _stored_episodes(buffer: MultiTaskReplayBuffer) -> list[list[tuple[int, int]]]:
+    """Per buffer group, the (task, j) of its stored episodes in storage order, checking that
+    each is stored whole (steps 0..L-1 in order)."""
+    out = []
+    for g, size in enumerate(buffer.sizes.tolist()):
+        ids, steps = buffer.obs[g, :size, 0].astype(int), buffer.obs[g, :size, 1].astype(int)
+        starts = np.flatnonzero(steps == 0)
+        episodes = []
+        for a, b in zip(starts, [*starts[1:], size][: len(starts)], strict=True):
+            assert (steps[a:b] == np.arange(b - a)).all() and (ids[a:b] == ids[a]).all()
+            assert (buffer.task[g, a:b] == ids[a] // 1000).all()
+            episodes.append((int(ids[a] // 1000), int(ids[a] % 1000)))
+        out.append(episodes)
+    return out
+
+
+@pytest.mark.parametrize("sampler", ["local", "mt_local"])
+@pytest.mark.parametrize("copies", [1, 2, 3])
+@pytest.mark.parametrize("shared", [False, True])
+def test_allocation_equals_the_sequential_sampler(sampler: str, copies: int,
+                                                  shared: bool) -> None:
+    rng = np.random.default_rng(copies + 10 * shared + 100 * (sampler == "local"))
+    for trial in range(25):
+        n = int(rng.integers(1, 5))
+        lengths = [rng.integers(1, HORIZON + 1, size=200).tolist() for _ in range(n)]
+        num_steps = int(rng.integers(1, 6 * HORIZON * n))
+        collector = _scripted_collector(lengths, copies, sampler, shared)
+        samples = collector.collect(num_steps)
+        expected = sequential_reference(lengths, num_steps, sampler)
+        per_task = np.bincount([t for t, _ in expected], weights=[lengths[t][j]
+                                                                   for t, j in expected],
+                               minlength=n).astype(int)
+        np.testing.assert_array_equal(samples, per_task, err_msg=f"trial {trial}")
+        assert collector.total_env_steps == per_task.sum()
+        stored = _stored_episodes(collector.buffer)
+        if shared:  # one FIFO: the sequential order itself
+            assert stored == [expected]
+        else:
+            assert stored == [[e for e in expected if e[0] == i] for i in range(n)]
+        episodes = collector.pop_episodes()
+        assert [(e.task, e.length) for e in episodes] == [(t, lengths[t][j])
+                                                         for t, j in expected]
+        np.testing.assert_array_equal(collector.reset_counts().sum(1), per_task)
+
+
+def test_kitchen_like_round_gives_low_index_tasks_an_extra_episode() -> None:
+    """batch_size / N above the horizon (Kitchen: 200 vs 140): under `local` tasks 0..4 of 10
+    get a second episode every round; under `mt_local` every task gets two."""
+    n, horizon = 10, 140
+    lengths = [[horizon] * 10 for _ in range(n)]
+    for sampler, expected in (("local", [280] * 5 + [140] * 5), ("mt_local", [280] * n)):
+        collector = _scripted_collector(lengths, 1, sampler, False)
+        collector.venv.horizon = horizon
+        collector._stage = None
+        assert collector.collect(2000).tolist() == expected
+
+
+def _collector(copies: int, qmp: bool, sampler: str = "local") -> Collector:
+    torch.manual_seed(0)
+    family = environments.make_multitask_env("PointReachMT4-v0", seed=0)
     n, d, a = family.num_tasks, family.network_obs_dim(), family.action_dim
     policy = TaskPolicy(Architecture.SEPARATE, n, d, a, [16, 16])
     behaviour = QSwitch(policy, TwinCritic(Architecture.SEPARATE, n, d, a, [16, 16])) if qmp \
@@ -49,54 +156,43 @@ def _collector(copies: int, qmp: bool) -> Collector:
     return Collector(TaskVectorEnv(envs, family.horizon, seed=0), behaviour,
                      MultiTaskReplayBuffer(n, 1000, d, a, seed=0),
                      functools.partial(family.split_observation), discount=0.99,
-                     info_metrics=family.episode_info_metrics)
+                     info_metrics=family.episode_info_metrics, sampler_type=sampler)
 
 
 @pytest.mark.parametrize("qmp", [False, True])
-def test_every_task_gets_the_steps_asked_for_and_trajectories_chain(qmp: bool) -> None:
-    k = 3
-    collector = _collector(k, qmp)
+def test_real_env_rounds_store_whole_chained_episodes(qmp: bool) -> None:
+    """PointReach episodes never terminate (horizon 50): a 700-step round under `local` with 2
+    copies runs 14 episodes (3 cycles of 4 tasks, then tasks 0 and 1); trajectories chain step
+    to step and every round starts fresh episodes."""
+    collector = _collector(2, qmp)
     n, horizon = collector.num_tasks, collector.venv.horizon
-    collector.collect(70)  # 23 full lockstep steps, then one step of the first copy
-    collector.collect(35)  # 11 full, then copies 0 and 1
+    samples = collector.collect(700)
+    assert samples.tolist() == [200, 200, 150, 150]
     buffer = collector.buffer
-    assert len(buffer) == 105 and collector.total_env_steps == 105 * n
+    for i in range(n):
+        obs, nxt = buffer.obs[i, : samples[i]], buffer.next_obs[i, : samples[i]]
+        for e in range(samples[i] // horizon):
+            episode = slice(e * horizon, (e + 1) * horizon)
+            np.testing.assert_array_equal(nxt[episode][:-1], obs[episode][1:])
     counts = collector.reset_counts()
-    np.testing.assert_array_equal(counts.sum(1), np.full(n, 105))
+    np.testing.assert_array_equal(counts.sum(1), samples)
     if not qmp:
-        np.testing.assert_array_equal(counts, np.diag(np.full(n, 105)))
-    # copy c's transitions are entries in the order they were stored; next_obs of one step is
-    # the obs of that copy's next step unless the episode reached the horizon in between
-    order = [list(range(c, 69, k)) + [69] * (c == 0) for c in range(k)]  # round 1
-    order = [o + [70 + x for x in range(c, 33, k)] + [70 + 33 + c] * (c < 2)
-             for c, o in enumerate(order)]  # round 2: entries 70..104
-    assert sorted(sum(order, [])) == list(range(105))
-    steps_per_copy = [len(o) for o in order]
-    assert steps_per_copy == [36, 35, 34]
-    for c, entries in enumerate(order):
-        for t, (e0, e1) in enumerate(zip(entries, entries[1:], strict=False)):
-            if (t + 1) % horizon:
-                np.testing.assert_array_equal(buffer.next_obs[:, e0], buffer.obs[:, e1])
-        # the env's own step counter agrees (no episode ended: 36 steps < horizon 50)
-        np.testing.assert_array_equal(
-            collector.venv.steps_in_episode[c * n:(c + 1) * n], steps_per_copy[c])
-    assert not collector.tracker.pop_finished()
-
-
-def test_episodes_finish_per_copy_and_carry_their_task() -> None:
-    collector = _collector(2, qmp=True)
-    n, horizon = collector.num_tasks, collector.venv.horizon
-    collector.collect(2 * horizon)  # every copy runs exactly one whole episode
-    episodes = collector.tracker.pop_finished()
-    assert sorted(e.task for e in episodes) == sorted(list(range(n)) * 2)
-    assert all(e.length == horizon for e in episodes)
-    assert (collector.venv.steps_in_episode == 0).all()
+        np.testing.assert_array_equal(counts, np.diag(samples))
+    episodes = collector.pop_episodes()
+    assert [e.task for e in episodes] == [0, 1, 2, 3] * 3 + [0, 1]
+    assert collector.collect(1).tolist() == [horizon] + [0] * (n - 1)  # one episode: task 0
+    # the other rows took one step before the first one's showed the round complete: dropped
+    assert collector.venv.steps_in_episode.tolist() == [0] + [1] * (2 * n - 1)
+    assert collector.collect(n * horizon).tolist() == [horizon] * n  # fresh episodes
+    for i, size in enumerate(buffer.sizes.tolist()):  # the new episode is stored whole
+        last = slice(size - horizon, size)
+        np.testing.assert_array_equal(buffer.next_obs[i, last][:-1], buffer.obs[i, last][1:])
 
 
 def test_stored_observations_are_not_overwritten_by_the_next_step() -> None:
     """With the task id kept (an identity observation split) the network input is the vector
     env's own observation array: stepping must not write the next observations into it."""
-    family = environments.make_multitask_env(ENV, seed=0)
+    family = environments.make_multitask_env("PointReachMT4-v0", seed=0)
     n, d, a = family.num_tasks, family.obs_dim, family.action_dim
     torch.manual_seed(0)
     policy = TaskPolicy(Architecture.SHARED, n, d, a, [16, 16])
@@ -106,7 +202,7 @@ def test_stored_observations_are_not_overwritten_by_the_next_step() -> None:
                           functools.partial(family.split_observation, include_task_id=True),
                           discount=0.99, info_metrics={})
     first = collector.venv.obs.copy()
-    collector.collect(10)
+    collector.collect(n * family.horizon)
     buffer = collector.buffer
     np.testing.assert_array_equal(buffer.obs[:, 0], first)
     np.testing.assert_array_equal(buffer.next_obs[:, :9], buffer.obs[:, 1:10])

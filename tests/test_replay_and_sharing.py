@@ -14,20 +14,54 @@ from learning.run_logger import mixture_probabilities
 N = 3
 
 
-def _filled_buffer(capacity: int = 50, steps: int = 20) -> MultiTaskReplayBuffer:
-    """obs[..., 0] = task id, obs[..., 1] = step index; reward = 10 * task + step."""
-    buffer = MultiTaskReplayBuffer(N, capacity, 2, 1, seed=0)
-    for t in range(steps):
-        obs = np.array([[k, t] for k in range(N)], dtype=np.float32)
-        buffer.add(obs, np.zeros((N, 1)), np.array([10.0 * k + t for k in range(N)]),
-                   obs + 0.5, np.zeros(N), np.arange(N))
+def _episode(task: int, steps: range) -> tuple[np.ndarray, ...]:
+    """obs[:, 0] = task id, obs[:, 1] = step index; reward = 10 * task + step."""
+    t = np.array(steps, dtype=np.float32)
+    obs = np.stack([np.full_like(t, task), t], axis=1)
+    return (obs, np.zeros((len(t), 1)), 10.0 * task + t, obs + 0.5, np.zeros(len(t)),
+            np.full(len(t), task))
+
+
+def _filled_buffer(capacity: int = 50, steps: int = 20, *, shared: bool = False
+                   ) -> MultiTaskReplayBuffer:
+    buffer = MultiTaskReplayBuffer(N, capacity, 2, 1, seed=0, shared=shared)
+    for k in range(N):  # in two episodes of unequal length
+        buffer.add(k, *_episode(k, range(0, 7)))
+        buffer.add(k, *_episode(k, range(7, steps)))
     return buffer
 
 
 def test_fifo_wraps_and_keeps_the_newest() -> None:
     buffer = _filled_buffer(capacity=8, steps=20)
-    assert len(buffer) == 8
+    assert len(buffer) == 8 * N and buffer.task_sizes().tolist() == [8] * N
     assert sorted(buffer.obs[0, :, 1].tolist()) == list(range(12, 20))
+    buffer.add(1, *_episode(1, range(100, 130)))  # longer than the capacity: the newest 8
+    assert sorted(buffer.obs[1, :, 1].tolist()) == list(range(122, 130))
+    assert buffer.task_sizes().tolist() == [8] * N
+
+
+def test_each_task_buffer_fills_on_its_own() -> None:
+    """With the original's sampler tasks collect different amounts: sizes are per task, and a
+    task's batch comes from its own filled part only (empty buffers give zeros, masked out)."""
+    buffer = MultiTaskReplayBuffer(N, 50, 2, 1, seed=0)
+    buffer.add(0, *_episode(0, range(30)))
+    buffer.add(2, *_episode(2, range(3)))
+    assert buffer.task_sizes().tolist() == [30, 0, 3]
+    batch = buffer.sample_per_task(200)
+    assert batch.obs[0, :, 1].max() == 29 and batch.obs[2, :, 1].max() == 2
+    assert (batch.obs[2, :, 0] == 2).all() and (batch.obs[1] == 0).all()
+    assert set(batch.obs[2, :, 1].tolist()) == {0.0, 1.0, 2.0}
+
+
+def test_shared_buffer_is_one_fifo_over_all_tasks() -> None:
+    """The Parameters methods' buffer: one capacity for all tasks, oldest transitions out
+    first whichever task collected them."""
+    buffer = MultiTaskReplayBuffer(N, 10, 2, 1, seed=0, shared=True)
+    buffer.add(0, *_episode(0, range(6)))
+    buffer.add(1, *_episode(1, range(3)))
+    buffer.add(2, *_episode(2, range(4)))  # 13 transitions: task 0's first 3 are gone
+    assert len(buffer) == 10 and buffer.task_sizes().tolist() == [3, 3, 4]
+    assert sorted(buffer.obs[0, buffer.task[0] == 0, 1].tolist()) == [3, 4, 5]
 
 
 def test_per_task_batches_come_from_the_tasks_own_buffer() -> None:
@@ -40,7 +74,7 @@ def test_per_task_batches_come_from_the_tasks_own_buffer() -> None:
 
 
 def test_mixed_batches_label_each_sample_with_its_task() -> None:
-    batch = _filled_buffer().sample_mixed(300)
+    batch = _filled_buffer(shared=True, capacity=200).sample_mixed(300)
     assert batch.obs.shape == (1, 300, 2)
     torch.testing.assert_close(batch.task_ids.float(), batch.obs[..., 0])
     counts = np.bincount(batch.task_ids.flatten().numpy(), minlength=N)
@@ -85,8 +119,7 @@ def test_quantile_filter_by_hand(quantile: float) -> None:
 
 def test_memory_estimate_counts_every_array() -> None:
     buffer = MultiTaskReplayBuffer(2, 10, 5, 3, seed=0)
-    arrays = (buffer.obs, buffer.next_obs, buffer.actions, buffer.rewards, buffer.terminals,
-              buffer.acting_policy)
+    arrays = [getattr(buffer, name) for name in MultiTaskReplayBuffer._ARRAYS]
     assert MultiTaskReplayBuffer.bytes_needed(2, 10, 5, 3) == sum(a.nbytes for a in arrays)
 
 

@@ -76,7 +76,16 @@ def _copy_member(src: TaskPolicy | TwinCritic, dst: TaskPolicy | TwinCritic, k: 
             pd.copy_(ps[groups])
 
 
-def test_batched_update_equals_independent_single_task_updates(no_noise: None) -> None:
+#: which tasks step in each update: the original's sampler gives tasks unequal step counts, and
+#: the batched update then steps only the tasks with steps left
+MASKS = [None, [True, False, True], [False, True, True], [True, False, False], None]
+
+
+@pytest.mark.parametrize("masked", [False, True])
+def test_batched_update_equals_independent_single_task_updates(no_noise: None, masked: bool
+                                                               ) -> None:
+    """The batched update equals N separately built single-task SACs; a task left out of an
+    update gets no Adam step, no Polyak update and no statistics (its single SAC skips it)."""
     torch.manual_seed(0)
     n, obs_dim, act_dim, b = 3, 4, 2, 8
     config = SACConfig(lr=1e-2)
@@ -90,15 +99,19 @@ def test_batched_update_equals_independent_single_task_updates(no_noise: None) -
         _copy_member(policy, p1, k, n)
         _copy_member(critic, c1, k, n)
         singles.append(MultiTaskSAC(p1, c1, 1, act_dim, config))
-    for _ in range(3):
+    masks = MASKS if masked else [None] * 3
+    for mask in masks:
+        tasks = None if mask is None else np.array(mask)
         batch = TransitionBatch(
             obs=torch.randn(n, b, obs_dim), actions=torch.rand(n, b, act_dim) * 2 - 1,
             rewards=torch.randn(n, b), next_obs=torch.randn(n, b, obs_dim),
             terminals=(torch.rand(n, b) < 0.2).float(),
             task_ids=torch.arange(n).unsqueeze(1).expand(n, b),
         )
-        batched.update(batch)
+        batched.update(batch, tasks=tasks)
         for k, single in enumerate(singles):
+            if tasks is not None and not tasks[k]:
+                continue
             single.update(TransitionBatch(
                 obs=batch.obs[k:k + 1], actions=batch.actions[k:k + 1],
                 rewards=batch.rewards[k:k + 1], next_obs=batch.next_obs[k:k + 1],
@@ -114,6 +127,9 @@ def test_batched_update_equals_independent_single_task_updates(no_noise: None) -
                 torch.testing.assert_close(pw[rows], ps, atol=1e-5, rtol=1e-4)
         torch.testing.assert_close(batched.log_alpha[k:k + 1], single.log_alpha,
                                    atol=1e-6, rtol=1e-5)
+        torch.testing.assert_close(batched.stats.counts[k], single.stats.counts[0])
+        for name, value in single.stats.means().items():
+            assert batched.stats.means()[name][k] == pytest.approx(value[0], rel=1e-4, abs=1e-5)
 
 
 def test_kl_penalty_by_hand(no_noise: None) -> None:
