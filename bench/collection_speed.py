@@ -4,6 +4,12 @@ against stepping the same lockstep envs with pre-drawn random actions (the simul
 Networks at the paper's sizes (256, 256), untrained; the collectors write into real replay buffers
 and keep episode statistics, exactly as in training.
 
+Each collection rate is one round of the trainer's collector (`Collector.collect`) of
+`steps * K * N` env steps in all, allocated to the tasks by `--sampler_type` (whole episodes, see
+`learning.sampler`): stored env steps over the round's wall time. A round ends with a partial pass
+in which some env rows wait for others (or are dropped), so it counts what the trainer gets; the
+raw rate steps all N * K envs `steps` times with pre-drawn random actions, no waiting.
+
 With `--copies K` each task has K env copies (`--envs_per_task K`), so one policy call serves K
 steps of every task; the raw rate steps the same N * K envs. Each rate is the best of `--repeats`
 interleaved measurements. The last two columns bound QMP from above: the Q-switch's extra matmul
@@ -11,6 +17,7 @@ work per env step at the machine's dense matmul rate (measured in the same run),
 Separated ratio if the Q-switch cost nothing beyond that work.
 
     python bench/collection_speed.py [--envs ID ...] [--steps S] [--copies K ...]
+                                     [--sampler_type local|mt_local]
 """
 
 from __future__ import annotations
@@ -28,7 +35,7 @@ import environments
 from garage_experiments import task_set_copies
 from learning.behaviour import OwnPolicy, QSwitch
 from learning.replay_buffer import MultiTaskReplayBuffer
-from learning.sampler import Collector, TaskVectorEnv
+from learning.sampler import SAMPLER_TYPES, Collector, TaskVectorEnv
 from learning.task_networks import Architecture, TaskPolicy, TwinCritic
 
 
@@ -68,22 +75,28 @@ def switch_floor_us(family: environments.MultiTaskEnv, copies: int, rate_gflops:
     return (flops[1] - flops[0]) / (rate_gflops * 1e3) / (copies * n)
 
 
-def collection_rate(family: environments.MultiTaskEnv, copies: int, qmp: bool, steps: int
-                    ) -> float:
+def collection_rate(family: environments.MultiTaskEnv, copies: int, qmp: bool, steps: int,
+                    sampler_type: str) -> float:
+    """Stored env steps per second of one collection round of `steps * copies * N` steps."""
     n, a = family.num_tasks, family.action_dim
     d = family.network_obs_dim()
     policy = TaskPolicy(Architecture.SEPARATE, n, d, a, [256, 256])
     critic = TwinCritic(Architecture.SEPARATE, n, d, a, [256, 256])
     behaviour = QSwitch(policy, critic) if qmp else OwnPolicy(policy)
-    buffer = MultiTaskReplayBuffer(n, (steps + 10) * copies, d, a, seed=0)
+    total = steps * copies * n
+    # a task may get more than its share (`local` gives tasks with long episodes more), but no
+    # task stores more than the round plus one episode, and the warm-up round less than that
+    capacity = total + 2 * family.horizon
+    buffer = MultiTaskReplayBuffer(n, capacity, d, a, seed=0)
     collector = Collector(
         make_venv(family, copies), behaviour, buffer, functools.partial(family.split_observation),
         discount=0.99, info_metrics=family.episode_info_metrics,
+        sampler_type=sampler_type,  # type: ignore[arg-type]
     )
-    collector.collect(5 * copies)  # warm-up
+    collector.collect(1)  # warm-up: one pass (whole episodes), not timed
     start = time.perf_counter()
-    collector.collect(steps * copies)  # `steps` lockstep steps of all copies
-    rate = steps * copies * n / (time.perf_counter() - start)
+    stored = int(collector.collect(total).sum())
+    rate = stored / (time.perf_counter() - start)
     collector.venv.close()
     return rate
 
@@ -92,12 +105,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--envs", nargs="+",
                         default=["JacoReachMT5-v1", "MazeLarge-10-v0", "MetaWorldMT10-v2"])
-    parser.add_argument("--steps", type=int, default=600, help="lockstep steps per measurement")
+    parser.add_argument("--steps", type=int, default=600,
+                        help="a round of steps * copies * N env steps per measurement")
     parser.add_argument("--copies", type=int, nargs="+", default=[1, 8],
                         help="env copies per task (--envs_per_task) to measure")
     parser.add_argument("--out", default="collection_speed", help="name of the results table")
     parser.add_argument("--repeats", type=int, default=3,
                         help="measurements of each rate, interleaved; the best is kept")
+    parser.add_argument("--sampler_type", choices=list(SAMPLER_TYPES), default="local",
+                        help="how the collector allocates a round's steps to the tasks")
     args = parser.parse_args()
     torch.set_num_threads(1)
     rate = matmul_gflops()
@@ -109,20 +125,23 @@ def main() -> None:
             rates = np.zeros((args.repeats, 3))
             for r in range(args.repeats):  # interleaved, so a busy moment hits all three
                 rates[r] = (raw_rate(family, copies, args.steps),
-                            collection_rate(family, copies, False, args.steps),
-                            collection_rate(family, copies, True, args.steps))
+                            collection_rate(family, copies, False, args.steps,
+                                            args.sampler_type),
+                            collection_rate(family, copies, True, args.steps,
+                                            args.sampler_type))
             raw, sep, qmp = rates.max(0)
             floor = switch_floor_us(family, copies, rate)
             ceiling = (1e6 / sep) / (1e6 / sep + floor)
-            rows.append([env_id, family.num_tasks, copies, round(raw), round(sep), round(qmp),
+            rows.append([env_id, family.num_tasks, copies, args.sampler_type, round(raw), round(sep), round(qmp),
                          f"{sep / raw:.0%}", f"{qmp / sep:.0%}", round(floor, 1),
                          f"{ceiling:.0%}"])
             print(rows[-1], flush=True)
-    write_table(args.out, ["env", "N", "envs_per_task", "raw steps/s",
+    write_table(args.out, ["env", "N", "envs_per_task", "sampler", "raw steps/s",
                                      "dnc_sac steps/s", "qmp_dnc steps/s",
                                      "Separated / raw (>= 70%)", "QMP / Separated (>= 80%)",
                                      "Q-switch floor us/step", "QMP / Separated ceiling"],
                 rows)
+
 
 if __name__ == "__main__":
     main()
