@@ -132,9 +132,9 @@ def main() -> None:
             raw, sep, qmp = rates.max(0)
             floor = switch_floor_us(family, copies, rate)
             ceiling = (1e6 / sep) / (1e6 / sep + floor)
-            rows.append([env_id, family.num_tasks, copies, args.sampler_type, round(raw), round(sep), round(qmp),
-                         f"{sep / raw:.0%}", f"{qmp / sep:.0%}", round(floor, 1),
-                         f"{ceiling:.0%}"])
+            rows.append([env_id, family.num_tasks, copies, args.sampler_type, round(raw),
+                         round(sep), round(qmp), f"{sep / raw:.0%}", f"{qmp / sep:.0%}",
+                         round(floor, 1), f"{ceiling:.0%}"])
             print(rows[-1], flush=True)
     write_table(args.out, ["env", "N", "envs_per_task", "sampler", "raw steps/s",
                                      "dnc_sac steps/s", "qmp_dnc steps/s",

@@ -1,7 +1,7 @@
 """Where an epoch's time goes: the seconds of each part of a few epochs, run on one core.
 
-Epochs of a fresh run are cheaper than late ones (an arm that has learned to move meets joint
-limits, the floor and itself, and contacts cost the simulator), so the profile can start from a
+Epochs of a fresh run are cheaper than late ones (an arm that has learned to move meets the
+joint limits and the floor, and contacts cost the simulator), so the profile can start from a
 run's newest checkpoint: the trained networks, buffers and env states of that run.
 
     python bench/epoch_profile.py --run RUN_DIR [--epochs K]

@@ -20,6 +20,7 @@ import argparse
 import csv
 import os
 import tempfile
+from collections.abc import Sequence
 
 from common import write_table
 
@@ -48,11 +49,12 @@ def steady_increments(times: list[float]) -> list[float]:
     return [b - a for a, b in zip(times[1:], times[2:], strict=False)]
 
 
-def seconds_per_epoch(env_id: str, method: str, epochs: int, rounds: int | None, threads: int
-                      ) -> tuple[float, float, int, int]:
+def seconds_per_epoch(env_id: str, method: str, epochs: int, rounds: int | None, threads: int,
+                      flags: Sequence[str] = ()) -> tuple[float, float, int, int]:
     """(steady-state seconds per paper epoch, seconds of the first epoch, paper epochs,
-    env steps per paper epoch)."""
-    paper_argv = [method, f"--env={env_id}", *EXTRA.get((env_id, method), []), *COMMON]
+    env steps per paper epoch); `flags` are added after those of --flags."""
+    paper_argv = [method, f"--env={env_id}", *EXTRA.get((env_id, method), []), *COMMON,
+                  *flags]
     paper = resolve_config(paper_argv)
     argv = [*paper_argv, "--n_epochs", str(epochs), "--torch_threads", str(threads)]
     if rounds is not None:
@@ -96,6 +98,7 @@ def main() -> None:
     header = ["env", "method", "flags", "threads", "first epoch s (fills buffers)", "s / epoch",
               "paper epochs", "paper env steps", "projected hours"]
     write_table(args.out, header, rows)
+
 
 if __name__ == "__main__":
     main()

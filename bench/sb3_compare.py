@@ -6,13 +6,18 @@ Protocol, the same for both and for every torch thread count. Both agents live i
 process and are timed in alternation, so that the machine's drifting speed (5-10% here within
 minutes) hits both alike:
 * build both agents, then W warm-up env steps each without updates (not timed): SB3
-  (learning_starts=W) acts uniformly at random; ours (min_buffer_size=W) acts with its untrained
-  policy; then one untimed chunk each (first updates: lazy state, allocations);
-* R rounds; in each, time a chunk of C env steps, each followed by one gradient update, for each
-  agent (which goes first alternates). SB3's chunk is `learn(C, reset_num_timesteps=False)`;
-  ours is the training loop's `collector.collect(1); learner.train_round(1)`, C times;
-* rates come from the median chunk time; ours/SB3 is the median over rounds of the round's
-  ratio, with its range over rounds.
+  (learning_starts=W) acts uniformly at random for exactly W steps; ours (min_buffer_size=W)
+  acts with its untrained policy, in whole episodes until it has at least W steps; then one
+  untimed chunk each (first updates: lazy state, allocations);
+* R rounds; in each, time a chunk of about C env steps with one gradient update per env step,
+  for each agent (which goes first alternates). SB3's chunk is `learn(C, reset_num_timesteps=
+  False)`: C steps, each followed by one update. Ours collects as its training loop does, in
+  rounds of whole episodes: `collector.collect(1)` runs one episode of E steps, then
+  `learner.train_round` runs E updates (the per-round gradient budget set to E), repeated until
+  the chunk has at least C env steps (at most C + 999). Both count the env steps and updates
+  they actually did, and every chunk is checked to have done one update per env step;
+* each rate is the median over chunks of env steps (= updates) per second; ours/SB3 is the
+  median over rounds of the round's ratio of rates, with its range over rounds.
 
 Both get `gymnasium.make("Walker2d-v5", disable_env_checker=True)`: SB3 as is (its TimeLimit ends
 episodes at 1000 steps; SB3 adds its Monitor and DummyVecEnv), ours `.unwrapped` as the project's
@@ -83,10 +88,14 @@ class Ours:
         self.collector = Collector(TaskVectorEnv([env], HORIZON, seed), OwnPolicy(policy),
                                    buffer, lambda o: o, discount=0.99, info_metrics={})
 
-    def step(self) -> None:
-        """One env step, then one gradient update once the warm-up is over."""
-        self.collector.collect(1)
-        self.learner.train_round(1)
+    def step(self) -> int:
+        """One whole episode, then as many gradient updates as it had env steps (once the
+        warm-up is over); returns its env steps."""
+        samples = self.collector.collect(1)  # a round of at least 1 step: one episode
+        steps = int(samples.sum())
+        self.learner.gradient_steps_per_itr = steps  # N = 1: the task gets the whole budget
+        self.learner.train_round(samples)
+        return steps
 
     @property
     def updates(self) -> int:
@@ -107,33 +116,39 @@ class Sb3:
         self.model.learn(warmup)  # SB3 trains only once num_timesteps > learning_starts
         assert self.model._n_updates == 0
 
-    def run(self, steps: int) -> None:
+    def run(self, steps: int) -> int:
         before = self.model._n_updates
         self.model.learn(steps, reset_num_timesteps=False)
         assert self.model._n_updates - before == steps
+        return steps
 
 
 def warmed_ours(warmup: int, seed: int) -> Ours:
     agent = Ours(warmup, seed)
-    agent.collector.collect(warmup)  # the warm-up round, as the trainer runs it
+    agent.collector.collect(warmup)  # the warm-up round (whole episodes), as the trainer runs it
     assert agent.updates == 0 and not agent.learner.warming_up()
     return agent
 
 
-def run_ours(agent: Ours, steps: int) -> None:
-    before = agent.updates
-    for _ in range(steps):
-        agent.step()
-    assert agent.updates - before == steps
+def run_ours(agent: Ours, steps: int) -> int:
+    """Whole episodes, each followed by its updates, until at least `steps` env steps; returns
+    the env steps done (= the updates done)."""
+    before, done = agent.updates, 0
+    while done < steps:
+        done += agent.step()
+    assert agent.updates - before == done
+    return done
 
 
 def update_floor_ms(seed: int) -> float:
     """Milliseconds of one update if all its FLOPs ran at the dense matmul rate at the current
     thread count (the same work for both implementations: SB3 does the same matmuls)."""
     agent = Ours(BATCH, seed)
-    agent.collector.collect(BATCH)
+    samples = agent.collector.collect(BATCH)
+    agent.learner.gradient_steps_per_itr = 1
     with FlopCounterMode(display=False) as counter:
-        agent.learner.train_round(1)
+        agent.learner.train_round(samples)
+    assert agent.updates == 1
     return counter.get_total_flops() / (matmul_gflops() * 1e6)
 
 
@@ -141,25 +156,25 @@ def compare(threads: int, warmup: int, chunk: int, rounds: int, seed: int) -> li
     torch.set_num_threads(threads)
     floor = update_floor_ms(seed)
     ours, sb3 = warmed_ours(warmup, seed), Sb3(warmup, seed)
-    runners: list[tuple[str, Callable[[int], None]]] = [
+    runners: list[tuple[str, Callable[[int], int]]] = [
         ("ours", lambda steps: run_ours(ours, steps)), ("SB3", sb3.run)]
     for _, run in runners:
         run(chunk)  # untimed: the first updates
-    seconds: dict[str, list[float]] = {"ours": [], "SB3": []}
+    rates: dict[str, list[float]] = {"ours": [], "SB3": []}  # env steps (= updates) per second
     loads = [os.getloadavg()[0]]
     for r in range(rounds):
         for name, run in runners if r % 2 == 0 else runners[::-1]:
             start = time.perf_counter()
-            run(chunk)
-            seconds[name].append(time.perf_counter() - start)
+            done = run(chunk)
+            rates[name].append(done / (time.perf_counter() - start))
         loads.append(os.getloadavg()[0])
-        ratio = seconds["SB3"][-1] / seconds["ours"][-1]
-        print(f"  threads {threads} round {r}: ours {chunk / seconds['ours'][-1]:.1f}, SB3 "
-              f"{chunk / seconds['SB3'][-1]:.1f} steps/s, ratio {ratio:.2f} (1-min load average "
+        ratio = rates["ours"][-1] / rates["SB3"][-1]
+        print(f"  threads {threads} round {r}: ours {rates['ours'][-1]:.1f}, SB3 "
+              f"{rates['SB3'][-1]:.1f} steps/s, ratio {ratio:.2f} (1-min load average "
               f"{loads[-1]:.2f})", flush=True)
-    ratios = [s / o for o, s in zip(seconds["ours"], seconds["SB3"], strict=True)]
-    rate_ours = chunk / statistics.median(seconds["ours"])
-    rate_sb3 = chunk / statistics.median(seconds["SB3"])
+    ratios = [o / s for o, s in zip(rates["ours"], rates["SB3"], strict=True)]
+    rate_ours = statistics.median(rates["ours"])
+    rate_sb3 = statistics.median(rates["SB3"])
     return [threads, round(rate_ours, 1), round(1e3 / rate_ours, 2), round(rate_sb3, 1),
             round(1e3 / rate_sb3, 2), round(statistics.median(ratios), 2),
             f"{min(ratios):.2f}-{max(ratios):.2f}", round(floor, 2),
@@ -169,13 +184,14 @@ def compare(threads: int, warmup: int, chunk: int, rounds: int, seed: int) -> li
 
 
 def profile(warmup: int, steps: int, seed: int, top: int) -> None:
-    """cProfile of our loop over `steps` steps after the warm-up, sorted by own time."""
+    """cProfile of our loop over at least `steps` env steps (whole episodes, one update per
+    step) after the warm-up, sorted by own time."""
     agent = warmed_ours(warmup, seed)
     profiler = cProfile.Profile()
     profiler.enable()
-    for _ in range(steps):
-        agent.step()
+    done = run_ours(agent, steps)
     profiler.disable()
+    print(f"{done} env steps and updates")
     pstats.Stats(profiler).sort_stats("tottime").print_stats(top)
 
 
@@ -184,7 +200,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--warmup", type=int, default=1000, help="untimed env steps, no updates")
     parser.add_argument("--chunk", type=int, default=250,
-                        help="env steps (1 update each) per timed chunk")
+                        help="env steps (1 update each) per timed chunk (ours: at least)")
     parser.add_argument("--rounds", type=int, default=8,
                         help="timed chunks per agent, in alternation")
     parser.add_argument("--seed", type=int, default=0)

@@ -5,13 +5,21 @@ from __future__ import annotations
 
 import csv
 import math
+import os
 from pathlib import Path
 
 import pytest
 
 import environments
 import run
-from experiment_utils import GLOBAL_DEFAULTS, env_options, resolve_config
+from experiment_utils import (
+    GLOBAL_DEFAULTS,
+    env_options,
+    max_env_steps,
+    resolve_config,
+    size_replay_buffers,
+)
+from learning.replay_buffer import MultiTaskReplayBuffer
 
 BENCHMARKS = [e for e in environments.known_env_ids() if e != "PointReachMT4-v0"]
 
@@ -26,7 +34,28 @@ def test_env_defaults_apply_unless_a_flag_is_given() -> None:
     assert config.batch_size == 60 and config.buffer_batch_size == 256
     mt10 = resolve_config(["mtsac", "--env=MetaWorldMT10-v2"])
     assert (mt10.lr, mt10.buffer_batch_size, mt10.steps_per_epoch) == (1.5e-3, 2560, 10)
-    assert mt10.replay_buffer_size == 100_000  # 1e6 in total for the shared-buffer family
+    assert mt10.replay_buffer_size is None  # decided when the run is built
+
+
+def test_default_replay_capacity_fits_the_run_and_the_machine() -> None:
+    """1e6 per buffer as the original, at most the run's env steps, at most 40% of memory."""
+    mt50 = resolve_config(["qmp_dnc", "--env=MetaWorldMT50-v2"])
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    sized, note = size_replay_buffers(mt50, 89, 4, 500)
+    per_transition = MultiTaskReplayBuffer.bytes_needed(1, 1, 89, 4)
+    expected = min(1_000_000, int(0.4 * memory // (50 * per_transition)))
+    assert sized.replay_buffer_size == expected
+    assert (note is not None) == (expected < 1_000_000)
+    if note is not None:
+        assert "lowered" in note and "--replay_buffer_size" in note
+    shared, note = size_replay_buffers(resolve_config(["mtsac", "--env=MetaWorldMT50-v2"]),
+                                       89, 4, 500)
+    assert shared.replay_buffer_size == 1_000_000 and note is None  # one buffer for all tasks
+    short = resolve_config(["dnc_sac", "--env=PointReachMT4-v0", "--n_epochs", "2"])
+    assert size_replay_buffers(short, 2, 2, 50)[0].replay_buffer_size == max_env_steps(short, 50)
+    explicit = resolve_config(["dnc_sac", "--env=PointReachMT4-v0",
+                               "--replay_buffer_size", "1234"])
+    assert size_replay_buffers(explicit, 2, 2, 50) == (explicit, None)
 
 
 def test_sparse_tasks_reach_the_env() -> None:
@@ -49,8 +78,10 @@ def test_bad_env_options(argv: list[str], message: str,
 @pytest.mark.slow
 def test_buffers_that_cannot_fit_are_refused(tmp_path: Path,
                                              capsys: pytest.CaptureFixture[str]) -> None:
+    """An explicit capacity is kept, or refused when it cannot fit (the default never is)."""
     log_dir = tmp_path / "mt50"
-    assert run.main(["qmp_dnc", "--env=MetaWorldMT50-v2", "--log_dir", str(log_dir)]) == 2
+    assert run.main(["qmp_dnc", "--env=MetaWorldMT50-v2", "--replay_buffer_size", "1000000",
+                     "--log_dir", str(log_dir)]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "GiB" in err and "--replay_buffer_size" in err
     assert not log_dir.exists()
@@ -69,7 +100,11 @@ def test_qmp_dnc_tiny_epoch(env_id: str, tmp_path: Path) -> None:
     assert run.main(argv) == 0
     with open(log_dir / "progress.csv") as f:
         row = next(csv.DictReader(f))
-    assert float(row["TotalEnvSteps"]) == 4 * n
+    # the warm-up round: whole episodes from task 0 on until they hold 4 steps per task
+    steps = [float(row[f"Train/LocalPolicy{i}/EnvSteps"]) for i in range(n)]
+    assert float(row["TotalEnvSteps"]) == sum(steps)
+    horizon = environments.env_class(env_id).horizon
+    assert 4 * n <= sum(steps) < 4 * n + horizon
     assert float(row["Evaluation/NumEpisodes"]) == n
     assert 0.0 <= float(row["Evaluation/SuccessRate"]) <= 1.0
     assert math.isfinite(float(row["Train/Qf1Loss"]))
