@@ -47,7 +47,7 @@ from learning.runtime import configure_runtime
 from learning.sac import MultiTaskSAC, SACConfig
 from learning.sampler import Collector, TaskVectorEnv
 from learning.task_networks import Architecture, TaskPolicy, TwinCritic
-from learning.trainer import CHECKPOINT_FORMAT, Schedule, Trainer
+from learning.trainer import Schedule, Trainer
 from learning.video import record_videos
 
 #: evaluation envs are seeded apart from the training envs
@@ -242,9 +242,6 @@ def resume_experiment(run_dir: str, *, n_epochs: int | None = None, stdout: bool
         state = load_checkpoint(paths[-1])
     except CheckpointError as error:
         raise ExperimentError(str(error)) from error
-    if state.get("format") != CHECKPOINT_FORMAT:
-        raise ExperimentError(f"{paths[-1]} was written by an older version of this project "
-                              "(equal per-task collection); it cannot be resumed by this one")
     try:  # through the config class, so keys added since the run started take their defaults
         saved = ExperimentConfig(**state["config"]).to_dict()
     except TypeError as error:

@@ -6,9 +6,11 @@ and keep episode statistics, exactly as in training.
 
 Each collection rate is one round of the trainer's collector (`Collector.collect`) of
 `steps * K * N` env steps in all, allocated to the tasks by `--sampler_type` (whole episodes, see
-`learning.sampler`): stored env steps over the round's wall time. A round ends with a partial pass
-in which some env rows wait for others (or are dropped), so it counts what the trainer gets; the
-raw rate steps all N * K envs `steps` times with pre-drawn random actions, no waiting.
+`learning.sampler`): stored env steps over the round's wall time. A round may end with a
+partial pass in which some env rows wait for others (or are dropped), so it counts what the
+trainer gets; the raw rate steps all N * K envs `steps` times with pre-drawn random actions,
+no waiting. With `steps` a multiple of the horizon (600: Jaco 200, Maze 600; MT10 500 needs
+1000) and episodes that run the whole horizon, every pass is full and nothing waits.
 
 With `--copies K` each task has K env copies (`--envs_per_task K`), so one policy call serves K
 steps of every task; the raw rate steps the same N * K envs. Each rate is the best of `--repeats`

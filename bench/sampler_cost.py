@@ -27,9 +27,13 @@ alternates too), so a drifting machine speed hits both alike. Columns:
 
 Then the epoch time of `--epoch_method` on `--epoch_env` under both samplers, through
 `epoch_speed.py`'s runs of the real trainer (`--epochs` epochs each, the first excluded; `--epochs
-0` skips it). The same is `python bench/epoch_speed.py --methods qmp_dnc --epochs 3 --threads 2
---flags "--sampler_type mt_local"`. Tables: bench/results/sampler_cost.md and
-sampler_cost_epoch.md (and .csv).
+0` skips it; about 1.5 minutes for Jaco). The same runs are `python bench/epoch_speed.py
+--methods qmp_dnc --epochs 3 --threads T --flags "--sampler_type mt_local"` (and `local`). Under
+`--threads 2` training paces itself against the background evaluation's core: on a machine that
+other processes also load this can slow an epoch tenfold, so use it only on an idle machine (the
+default, 1, is the trainer's default). The whole script takes about 5 minutes on 2 idle cores,
+most of it Kitchen's simulator. Tables: bench/results/sampler_cost.md and sampler_cost_epoch.md
+(and .csv).
 
     python bench/sampler_cost.py [--envs ID ...] [--rounds R] [--epochs K] [--threads T]
 """
@@ -176,7 +180,8 @@ def main() -> None:
                         help="epochs of each epoch-time run (0: skip them; else >= 3)")
     parser.add_argument("--epoch_env", default="JacoReachMT5-v1")
     parser.add_argument("--epoch_method", default="qmp_dnc", choices=BEHAVIOURS)
-    parser.add_argument("--threads", type=int, default=2, help="--torch_threads of those runs")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="--torch_threads of those runs (2 only on an otherwise idle machine)")
     parser.add_argument("--out", default="sampler_cost", help="name of the results tables")
     args = parser.parse_args()
     if args.rounds < 1:

@@ -21,7 +21,8 @@ from typing import Any
 
 import torch
 
-FORMAT = 1
+#: 2: per-task buffer fills and per-member optimizer step counts (the original's samplers)
+FORMAT = 2
 _NAME = re.compile(r"checkpoint_epoch(\d+)\.pt$")
 REQUIRED = ("format", "epoch", "config", "sac", "buffer", "learner", "collector", "rng",
             "trainer")

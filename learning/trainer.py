@@ -27,9 +27,6 @@ from learning.run_logger import RunLogger, format_matrix, mixture_probabilities
 from learning.runtime import TrainingThreads
 from learning.sampler import Collector, Episode
 
-#: the layout of a checkpoint's state; 2: per-task buffer sizes and optimizer step counts
-CHECKPOINT_FORMAT = 2
-
 
 @dataclass
 class Schedule:
@@ -105,7 +102,7 @@ class Trainer:
                     "python": random.getstate()},
             "trainer": {"pending": pending, "time": elapsed},
         })
-        return {**small, "format": CHECKPOINT_FORMAT, "buffer": self.learner.buffer.state_dict()}
+        return {**small, "buffer": self.learner.buffer.state_dict()}
 
     def close(self) -> None:
         """Finish the checkpoint in flight and release the envs, the evaluation and the logs."""
