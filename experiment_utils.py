@@ -10,9 +10,13 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import difflib
 import importlib.util
 import os
 import random
+import tempfile
+import textwrap
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal
 
@@ -60,6 +64,22 @@ METHODS: dict[str, MethodSpec] = {
     "qmp_uds_dnc": MethodSpec("sharing", qmp=True, per_task_temperature=True,
                               temperature_loss="log_alpha"),
 }
+
+#: the paper's name of each method and what it is (shown by `python run.py` alone and --help)
+METHOD_SUMMARIES: dict[str, str] = {
+    "dnc_sac": "Separated: one SAC policy and twin critics per task, no sharing",
+    "qmp_dnc": "Separated + QMP: the same, data collected with the Q-switch",
+    "mtsac": "Parameters: multi-head SAC, one trunk with a head and a temperature per task",
+    "qmp_sac": "Parameters + QMP: the same, the policy heads are the Q-switch candidates",
+    "uds_dnc": "Data (UDS): per-task networks, other tasks' data shared where Q is high",
+    "qmp_uds_dnc": "Data + QMP: the same, data collected with the Q-switch",
+    "sac": "single-network SAC on all tasks, one temperature",
+}
+
+#: the env trained when --env is not given (a line says so)
+DEFAULT_ENV = "PointReachMT4-v0"
+#: seeds python, numpy, torch and the envs all accept
+SEED_LIMIT = 2**32
 
 #: the original's run.py defaults (spec 5.1); None = decided by method or env
 GLOBAL_DEFAULTS: dict[str, Any] = {
@@ -153,10 +173,33 @@ class ExperimentConfig:
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse that reports a bad flag as one line instead of usage + traceback-free exit."""
+    """argparse that reports a bad flag as one line (ExperimentError) instead of usage + exit,
+    never takes an abbreviation of a flag, and writes the --help epilog only when asked."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("allow_abbrev", False)  # `--n_epoch 2` is an error, not --n_epochs
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> None:  # type: ignore[override]
+        if message.startswith("unrecognized arguments:"):
+            message += _did_you_mean(self, message.split(":", 1)[1].split())
         raise ExperimentError(message)
+
+    def format_help(self) -> str:
+        if self.epilog is None:
+            self.epilog = help_epilog()  # reads configs/ENV.yaml: only at help time
+        return super().format_help()
+
+
+def _did_you_mean(parser: argparse.ArgumentParser, tokens: list[str]) -> str:
+    """' (flags are never abbreviated: did you mean --x?)' for the first unknown --flag."""
+    known = [o for action in parser._actions for o in action.option_strings]
+    for token in tokens:
+        if token.startswith("--"):
+            close = difflib.get_close_matches(token.split("=", 1)[0], known, n=1)
+            if close:
+                return f" (flags are never abbreviated: did you mean {close[0]}?)"
+    return ""
 
 
 def _bool(text: str) -> bool:
@@ -168,16 +211,40 @@ def _bool(text: str) -> bool:
     raise argparse.ArgumentTypeError(f"expected True or False, got {text!r}")
 
 
+#: the boolean flags: `--flag` alone means True, `--flag True` / `--flag False` as the original
+BOOL_FLAGS = ("include_task_id", "layer_norm", "eval_in_background", "wandb")
+
+
+def _bare_booleans(argv: Sequence[str]) -> list[str]:
+    """argv with `--flag` written `--flag=True` where a boolean flag is directly followed by
+    METHOD, so that a bare boolean never takes the method as its value."""
+    out = list(argv)
+    flags = {f"--{name}" for name in BOOL_FLAGS}
+    for i, token in enumerate(out[:-1]):
+        if token == "--":
+            break
+        if token in flags and out[i + 1] in METHODS:
+            out[i] = f"{token}=True"
+    return out
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(
         prog="run.py",
         description="Train a multi-task RL method (QMP and its baselines) on a multi-task env.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("method", choices=list(METHODS), metavar="METHOD",
                    help=f"one of: {', '.join(METHODS)}")
-    p.add_argument("--env", default="PointReachMT4-v0",
-                   help=f"environment id, one of: {', '.join(environments.known_env_ids())}")
+    p.add_argument("--env",
+                   help=f"environment id (default {DEFAULT_ENV}, with a line saying so), one of: "
+                        f"{', '.join(environments.known_env_ids())}")
     a = p.add_argument
+
+    def boolean(name: str, help: str) -> None:
+        assert name in BOOL_FLAGS, name
+        a(f"--{name}", type=_bool, nargs="?", const=True, metavar="BOOL",
+          help=f"{help}; a bare --{name} means True")
     a("--seed", type=int, help="seed of python, numpy, torch and the envs (default 0)")
     a("--n_epochs", type=int, help="training epochs")
     a("--batch_size", type=int, help="env steps per collection round, over all tasks")
@@ -199,14 +266,14 @@ def build_parser() -> argparse.ArgumentParser:
     a("--policy_architecture", choices=[x.value for x in Architecture],
       help="separate (Separated/Data methods) or multihead/shared (sac, mtsac, qmp_sac)")
     a("--Q_architecture", choices=[x.value for x in Architecture], help="as --policy_architecture")
-    a("--include_task_id", type=_bool, help="keep the task one-hot in the network input")
+    boolean("include_task_id", "keep the task one-hot in the network input (default False)")
     a("--policy_sampling_freq", type=int, help="Q-switch re-selects every this many steps")
     a("--sharing_quantile", type=float,
       help="UDS: share other tasks' data only where Q exceeds this quantile (0 = share all)")
-    a("--layer_norm", type=_bool, help="LayerNorm in the critics")
+    boolean("layer_norm", "LayerNorm in the critics (default False)")
     a("--vis_freq", type=int,
-      help="mp4 of one evaluation episode per task every this many epochs (-1 = none, the "
-           "default: CPU rendering is slow; the original used 10)")
+      help="mp4 of one evaluation episode per task every this many epochs (positive), or -1 = "
+           "none, the default: CPU rendering is slow; the original used 10")
     a("--kl_coeff", type=float, nargs="+",
       help="DnC KL regularisation: one beta, or N*N values row-major (row i: policy i)")
     a("--qswitch_critic", choices=["q1", "min"],
@@ -224,9 +291,9 @@ def build_parser() -> argparse.ArgumentParser:
       help="torch intra-op threads (default 1: fastest for these small networks)")
     a("--sparse_tasks", type=int, nargs="+",
       help="task ids that get the sparse reward (envs that offer it: Maze, Kitchen)")
-    a("--eval_in_background", type=_bool,
-      help="evaluate in a worker process, overlapping the next epoch's training (default True;"
-           " same numbers either way)")
+    boolean("eval_in_background",
+            "evaluate in a worker process, overlapping the next epoch's training (default True;"
+            " same numbers either way)")
     a("--envs_per_task", type=int,
       help="env copies per task stepped in lockstep while collecting (default 1, as the "
            "original's sampler; K > 1 serves K steps of every task with one policy call, like "
@@ -236,17 +303,100 @@ def build_parser() -> argparse.ArgumentParser:
       help="seconds that must pass between checkpoints (default 60; 0 = every --snapshot_gap "
            "epochs); the last epoch is always checkpointed")
     a("--keep_checkpoints", type=int, help="how many checkpoints to keep (default 1, the last)")
-    a("--wandb", type=_bool, help="also log to Weights & Biases (needs `pip install wandb`; "
-      "offline unless WANDB_MODE=online)")
+    boolean("wandb", "also log to Weights & Biases (default False; needs `pip install wandb`;"
+            " offline unless WANDB_MODE=online)")
     a("--config", help="YAML file of flag values (keys as the flags, without --); flags given "
       "on the command line win")
     a("--log_dir", help="run folder (default: a fresh timestamped folder under data/)")
     return p
 
 
-def resolve_config(argv: list[str] | None = None) -> ExperimentConfig:
-    """Parse flags and apply the defaults; raises ExperimentError on bad input."""
-    args = vars(build_parser().parse_args(argv))
+USAGE = ("usage: python run.py METHOD [--env=ID] [flags]   (python run.py --help: every flag)\n"
+         "       python run.py resume --snapshot_dir RUN_DIR [--n_epochs N]")
+
+#: the main per-env defaults listed by --help
+HELP_DEFAULT_KEYS = ("n_epochs", "batch_size", "gradient_steps_per_itr", "buffer_batch_size",
+                     "min_buffer_size", "lr")
+
+
+def _methods_and_envs() -> list[str]:
+    width = max(map(len, METHODS))
+    lines = ["METHOD, one of:"]
+    lines += [f"  {name:<{width}}  {METHOD_SUMMARIES[name]}" for name in METHODS]
+    lines += textwrap.wrap(f"--env=ID (default {DEFAULT_ENV}), one of: "
+                           f"{', '.join(environments.known_env_ids())}",
+                           width=100, subsequent_indent="  ", break_on_hyphens=False)
+    return lines
+
+
+def methods_overview(error: str | None = None) -> str:
+    """Usage, then `run.py: error: ERROR` if given, the methods with one line each and the env
+    ids (what `python run.py` alone prints)."""
+    return "\n".join([USAGE, *([f"run.py: error: {error}"] if error else []),
+                      *_methods_and_envs()])
+
+
+def _env_defaults_table() -> list[str]:
+    """One row per env id of its HELP_DEFAULT_KEYS, read from configs/ENV.yaml now, with a
+    line under it for methods whose own entry changes one of them."""
+    ids = environments.known_env_ids()
+    rows: list[tuple[str, list[str], list[str]]] = []
+    for env_id in ids:
+        try:
+            defaults, methods = env_config(env_id)
+        except ExperimentError as error:
+            rows.append((env_id, [], [str(error)]))
+            continue
+        values = {**GLOBAL_DEFAULTS, **defaults}
+        by_change: dict[str, list[str]] = {}
+        for method, overrides in methods.items():
+            change = ", ".join(f"{k} {overrides[k]}" for k in HELP_DEFAULT_KEYS
+                               if k in overrides)
+            if change:
+                by_change.setdefault(change, []).append(method)
+        rows.append((env_id, [str(values[k]) for k in HELP_DEFAULT_KEYS],
+                     [f"{', '.join(names)}: {change}" for change, names in by_change.items()]))
+    first = max(map(len, ids))
+    widths = [max(len(key), *(len(r[1][i]) for r in rows if r[1]))
+              for i, key in enumerate(HELP_DEFAULT_KEYS)]
+    lines = ["  " + " ".join([f"{'env':<{first}}", *(f"{k:>{w}}" for k, w in
+                                                     zip(HELP_DEFAULT_KEYS, widths,
+                                                         strict=True))])]
+    for env_id, values, notes in rows:
+        cells = [f"{v:>{w}}" for v, w in zip(values, widths, strict=False)]
+        lines.append("  " + " ".join([f"{env_id:<{first}}", *cells]).rstrip())
+        lines += [f"    {note}" for note in notes]
+    return lines
+
+
+def help_epilog() -> str:
+    """The end of --help: methods, resume, the per-env defaults (read from configs/ENV.yaml
+    now) and the rules of the command line."""
+    return "\n".join([
+        *_methods_and_envs(),
+        "",
+        "continue a stopped run (its other settings cannot change):",
+        "  python run.py resume --snapshot_dir RUN_DIR [--n_epochs N]",
+        "",
+        "per-env defaults, from configs/ENV.yaml (flags and --config FILE override them;",
+        "other keys: the original's defaults; indented: a method's own entry):",
+        *_env_defaults_table(),
+        "",
+        "A bare boolean flag (--layer_norm) means True; --layer_norm True / False also work.",
+        "Flags are never abbreviated. Frequencies are positive; --vis_freq -1 is off.",
+    ])
+
+
+def resolve_config(argv: Sequence[str] | None = None,
+                   notes: list[str] | None = None) -> ExperimentConfig:
+    """Parse flags and apply the defaults; raises ExperimentError on bad input. Lines to print
+    before training (the default env taken) are appended to `notes` when given."""
+    args = vars(build_parser().parse_args(None if argv is None else _bare_booleans(argv)))
+    if args["env"] is None:
+        args["env"] = DEFAULT_ENV
+        if notes is not None:
+            notes.append(f"no --env given: training {DEFAULT_ENV}, the built-in 4-task "
+                         "laboratory; pass --env=ID for a paper benchmark")
     env_id = args["env"]
     if env_id not in environments.known_env_ids():
         raise ExperimentError(
@@ -369,6 +519,11 @@ def validate(c: ExperimentConfig) -> None:
     """Reject impossible or unsupported combinations before anything is built."""
     n = c.num_tasks
     spec = c.spec
+    if not 0 <= c.seed < SEED_LIMIT:
+        raise ExperimentError(f"--seed must be in 0..2**32 - 1, got {c.seed}")
+    if c.vis_freq != -1 and c.vis_freq < 1:
+        raise ExperimentError("--vis_freq must be positive (a video every K epochs) or -1 "
+                              f"(off), got {c.vis_freq}")
     positive = ("n_epochs", "batch_size", "gradient_steps_per_itr", "buffer_batch_size",
                 "steps_per_epoch", "evaluation_frequency", "policy_sampling_freq",
                 "replay_buffer_size", "snapshot_gap", "keep_checkpoints", "envs_per_task")
@@ -447,10 +602,109 @@ def env_options(c: ExperimentConfig) -> dict[str, Any]:
     return {"sparse_tasks": tuple(c.sparse_tasks)} if c.sparse_tasks else {}
 
 
+#: config.yaml's key for the run's history (a list, one entry per start and resume); it is no
+#: config field: load_run_config leaves it out
+PROVENANCE_KEY = "provenance"
+#: distributions whose versions each provenance entry records
+PROVENANCE_PACKAGES = ("torch", "mujoco", "gymnasium", "metaworld", "gymnasium-robotics",
+                       "numpy")
+#: seconds each git command of a provenance entry may take
+GIT_TIMEOUT = 5.0
+
+
+def _git(*args: str) -> str | None:
+    """The output of `git -C PROJECT ARGS`, or None when git is missing, fails or times out."""
+    import subprocess
+
+    root = os.path.dirname(os.path.abspath(__file__))
+    try:
+        done = subprocess.run(["git", "-C", root, *args], capture_output=True, text=True,
+                              timeout=GIT_TIMEOUT, check=True)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return done.stdout
+
+
+def git_state() -> tuple[str, bool | str]:
+    """(commit, dirty) of the project's checkout: dirty when `git status --porcelain` lists
+    anything (modified, staged or untracked files); ("unknown", "unknown") when the project is
+    not the top of a git checkout or git is missing, "unknown" dirty when the status fails."""
+    out = _git("rev-parse", "--show-toplevel", "HEAD")
+    lines = (out or "").split()
+    root = os.path.dirname(os.path.abspath(__file__))
+    if len(lines) != 2 or os.path.realpath(lines[0]) != os.path.realpath(root):
+        return "unknown", "unknown"
+    status = _git("status", "--porcelain")
+    return lines[1], "unknown" if status is None else bool(status.strip())
+
+
+def provenance_entry(event: str) -> dict[str, Any]:
+    """One provenance entry: what happened (`start`, `resume from epoch E`), when (ISO time
+    with the UTC offset), where (host), the command line, the project's git commit and whether
+    its tree was dirty, and the versions of PROVENANCE_PACKAGES ("not installed" if absent)."""
+    import importlib.metadata
+    import socket
+    import sys
+
+    versions: dict[str, str] = {}
+    for name in PROVENANCE_PACKAGES:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    commit, dirty = git_state()
+    return {
+        "event": event,
+        "time": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+        "host": socket.gethostname(),
+        "command": list(sys.argv),
+        "git_commit": commit,
+        "git_dirty": dirty,
+        "versions": versions,
+    }
+
+
+def _write_run_yaml(path: str, data: dict[str, Any]) -> None:
+    """Write config.yaml through a temporary file and a rename: a kill leaves the old one."""
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        yaml.safe_dump(data, f, sort_keys=False)
+    os.replace(tmp, path)
+
+
+def _provenance(path: str) -> list[Any]:
+    """The provenance list of an existing config.yaml ([] if there is none or it is unreadable)."""
+    try:
+        data = _read_yaml(path) if os.path.exists(path) else None
+    except ExperimentError:
+        return []
+    entries = data.get(PROVENANCE_KEY) if isinstance(data, dict) else None
+    return list(entries) if isinstance(entries, list) else []
+
+
 def save_run_config(run_dir: str, config: ExperimentConfig) -> None:
-    """Write the resolved config as the run folder's `config.yaml` (read by load_run_config)."""
-    with open(os.path.join(run_dir, "config.yaml"), "w") as f:
-        yaml.safe_dump(config.to_dict(), f, sort_keys=False)
+    """Write the resolved config as the run folder's `config.yaml` (read by load_run_config),
+    keeping the `provenance` list of the file it replaces."""
+    path = os.path.join(run_dir, "config.yaml")
+    data = config.to_dict()
+    entries = _provenance(path)
+    if entries:
+        data[PROVENANCE_KEY] = entries
+    _write_run_yaml(path, data)
+
+
+def append_provenance(run_dir: str, event: str) -> dict[str, Any]:
+    """Append a `provenance_entry(event)` to the `provenance` list of the run folder's
+    config.yaml (written by save_run_config before) and return it. Called at a run's start
+    (`start`) and at every resume (`resume from epoch E`)."""
+    path = os.path.join(run_dir, "config.yaml")
+    data = _read_yaml(path)
+    if not isinstance(data, dict):
+        raise ExperimentError(f"{path} is not a run config")
+    entry = provenance_entry(event)
+    data[PROVENANCE_KEY] = [*_provenance(path), entry]
+    _write_run_yaml(path, data)
+    return entry
 
 
 def load_run_config(run_dir: str) -> ExperimentConfig:
@@ -463,6 +717,9 @@ def load_run_config(run_dir: str) -> ExperimentConfig:
     data = _read_yaml(path)
     if not isinstance(data, dict):
         raise ExperimentError(f"{path} is not a run config")
+    data.pop(PROVENANCE_KEY, None)  # the run's history, not a setting
+    if isinstance(data.get("vis_freq"), int) and data["vis_freq"] <= 0:
+        data["vis_freq"] = -1  # earlier versions took any value <= 0 as off; -1 is the off now
     try:
         config = ExperimentConfig(**data)
     except TypeError as error:
@@ -534,20 +791,52 @@ def size_replay_buffers(c: ExperimentConfig, obs_dim: int, action_dim: int, hori
 
 
 def make_log_dir(c: ExperimentConfig) -> str:
-    """The run folder: the user's --log_dir if new or empty, else a fresh timestamped folder."""
+    """The run folder: the user's --log_dir if new or empty, else a fresh timestamped folder.
+    A folder that cannot be made or written to is an ExperimentError, and leaves nothing."""
     if c.log_dir is not None:
-        if os.path.exists(c.log_dir) and (not os.path.isdir(c.log_dir) or os.listdir(c.log_dir)):
+        try:
+            used = os.path.exists(c.log_dir) and (not os.path.isdir(c.log_dir)
+                                                  or bool(os.listdir(c.log_dir)))
+        except OSError as error:
+            raise ExperimentError(f"--log_dir {c.log_dir}: cannot read the folder "
+                                  f"({error.strerror})") from error
+        if used:
             raise ExperimentError(f"--log_dir {c.log_dir} exists and is not empty; "
                                   "refusing to overwrite it")
-        os.makedirs(c.log_dir, exist_ok=True)
+        _make_writable_folder(c.log_dir, f"--log_dir {c.log_dir}")
         return c.log_dir
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     base = os.path.join("data", f"{c.method}_{c.env}_s{c.seed}_{stamp}")
     path, k = base, 1
     while os.path.exists(path):
         path, k = f"{base}_{k}", k + 1
-    os.makedirs(path)
+    _make_writable_folder(path, f"the run folder {path}", hint="; pass --log_dir DIR")
     return path
+
+
+def _make_writable_folder(path: str, what: str, hint: str = "") -> None:
+    """Make `path` (and missing parents) and check a file can be written in it; on failure
+    remove the folders made here and raise ExperimentError naming `what`."""
+    missing, head = [], os.path.abspath(path)
+    while not os.path.exists(head) and os.path.dirname(head) != head:
+        missing.append(head)
+        head = os.path.dirname(head)
+    made: list[str] = []
+    try:
+        for folder in reversed(missing):
+            os.mkdir(folder)
+            made.append(folder)
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as error:
+        for folder in reversed(made):
+            try:
+                os.rmdir(folder)
+            except OSError:
+                pass
+        reason = error.strerror or str(error)
+        raise ExperimentError(f"{what}: cannot create a writable folder ({reason}){hint}"
+                              ) from error
 
 
 def set_seed(seed: int) -> None:

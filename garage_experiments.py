@@ -7,7 +7,11 @@ temperatures are kept. Networks: per-task ensembles (separate) or one multi-head
 
 from __future__ import annotations
 
+import csv
+import datetime
 import functools
+import os
+import shutil
 from dataclasses import replace
 from typing import Any
 
@@ -20,6 +24,7 @@ import environments
 from experiment_utils import (
     ExperimentConfig,
     ExperimentError,
+    append_provenance,
     env_options,
     load_run_config,
     save_run_config,
@@ -46,6 +51,7 @@ from learning.run_logger import RunLogger
 from learning.runtime import configure_runtime
 from learning.sac import MultiTaskSAC, SACConfig
 from learning.sampler import Collector, TaskVectorEnv
+from learning.stopping import StopSignals, ignore_stop_signals
 from learning.task_networks import Architecture, TaskPolicy, TwinCritic
 from learning.trainer import Schedule, Trainer
 from learning.video import record_videos
@@ -118,6 +124,7 @@ def build_inline_evaluation(config: ExperimentConfig, family: environments.Multi
 
 def _evaluation_worker(conn: Any, config_dict: dict[str, Any]) -> None:
     """Entry point of the background evaluation process (see learning.evaluation)."""
+    ignore_stop_signals()  # the training process ends it (a Ctrl-C reaches both)
     config = ExperimentConfig(**config_dict)
     configure_runtime(1)  # one core's work: the training process keeps the others
     torch.manual_seed(config.seed)
@@ -197,6 +204,7 @@ def build_trainer(config: ExperimentConfig, log_dir: str, *, stdout: bool = True
                        wandb_config=config.to_dict() if config.wandb else None)
     if resume_epoch is None:
         save_run_config(log_dir, config)
+        append_provenance(log_dir, "start")
 
     def videos(epoch: int) -> list[str]:
         behaviours = {"own": OwnPolicy(policy)}
@@ -227,17 +235,55 @@ def build_trainer(config: ExperimentConfig, log_dir: str, *, stdout: bool = True
 def run_experiment(config: ExperimentConfig, log_dir: str, *, stdout: bool = True
                    ) -> dict[str, Any]:
     """Train, evaluate and log one run; returns the last epoch's metrics."""
-    trainer = build_trainer(config, log_dir, stdout=stdout)
-    return _train(trainer, config, log_dir, stdout)
+    with StopSignals() as stop:  # from the start: a signal while building stops the run too
+        trainer = build_trainer(config, log_dir, stdout=stdout)
+        return _train(trainer, config, log_dir, stdout, stop)
 
 
-def resume_experiment(run_dir: str, *, n_epochs: int | None = None, stdout: bool = True
-                      ) -> tuple[ExperimentConfig, dict[str, Any]]:
-    """Continue a run from its newest checkpoint (`n_epochs` may extend it)."""
+class NothingToDo(Exception):
+    """`resume` of a run that has already finished all its epochs."""
+
+
+def _finished_epochs(run_dir: str) -> int:
+    """Epochs with a row in the run's progress.csv (rows are written in epoch order)."""
+    path = os.path.join(run_dir, "progress.csv")
+    if not os.path.exists(path):
+        return 0
+    with open(path, newline="") as f:
+        epochs = [row.get("Epoch") for row in csv.DictReader(f)]
+    return int(float(epochs[-1])) + 1 if epochs and epochs[-1] not in (None, "") else 0
+
+
+def _restart(run_dir: str, config: ExperimentConfig, stdout: bool
+             ) -> tuple[ExperimentConfig, dict[str, Any]]:
+    """A run stopped before its first checkpoint: start it over from its config.yaml, with the
+    files it had written moved aside (never deleted)."""
+    aside = os.path.join(run_dir, "restarted_" + datetime.datetime.now().strftime(
+        "%Y%m%d-%H%M%S"))
+    os.makedirs(aside)
+    for name in os.listdir(run_dir):
+        path = os.path.join(run_dir, name)
+        if name != "config.yaml" and path != aside and not name.startswith("restarted_"):
+            shutil.move(path, os.path.join(aside, name))
+    print(f"{run_dir} has no checkpoint (it stopped before its first epoch finished): "
+          f"starting it over from its config.yaml; its earlier files are in {aside}",
+          flush=True)
+    with StopSignals() as stop:
+        trainer = build_trainer(config, run_dir, stdout=stdout)
+        return config, _train(trainer, config, run_dir, stdout, stop)
+
+
+def resume_experiment(run_dir: str, *, n_epochs: int | None = None, shorten: bool = False,
+                      stdout: bool = True) -> tuple[ExperimentConfig, dict[str, Any]]:
+    """Continue a run from its newest checkpoint (`n_epochs` may extend it, or shorten it
+    with `shorten`). A run without a checkpoint starts over; a finished one raises
+    NothingToDo."""
     config = load_run_config(run_dir)
     paths = checkpoint_paths(run_dir)
     if not paths:
-        raise ExperimentError(f"{run_dir} has no checkpoint to resume from")
+        if n_epochs is not None:
+            config = replace(config, n_epochs=n_epochs)
+        return _restart(run_dir, config, stdout)
     try:
         state = load_checkpoint(paths[-1])
     except CheckpointError as error:
@@ -249,32 +295,48 @@ def resume_experiment(run_dir: str, *, n_epochs: int | None = None, stdout: bool
     if {**saved, "n_epochs": 0} != {**config.to_dict(), "n_epochs": 0}:
         raise ExperimentError(f"{run_dir}/config.yaml does not match its checkpoint; "
                               "refusing to resume with a changed configuration")
-    if n_epochs is not None:
-        if n_epochs <= int(state["epoch"]):
-            raise ExperimentError(f"--n_epochs {n_epochs}: the run already has "
-                                  f"{int(state['epoch']) + 1} epochs")
-        config = replace(config, n_epochs=n_epochs)
-    elif int(state["epoch"]) + 1 >= config.n_epochs and state["trainer"]["pending"] is None:
-        raise ExperimentError(f"{run_dir} already finished its {config.n_epochs} epochs; "
-                              "pass --n_epochs to extend it")
+    epoch, before = int(state["epoch"]), config.n_epochs
     pending = state["trainer"]["pending"]
-    resume_epoch = int(pending["Epoch"]) if pending is not None else int(state["epoch"]) + 1
-    trainer = build_trainer(config, run_dir, stdout=stdout, resume_epoch=resume_epoch)
-    trainer.load_state_dict(state)
     if n_epochs is not None:
-        save_run_config(run_dir, config)
-    return config, _train(trainer, config, run_dir, stdout)
+        if n_epochs <= epoch:
+            raise ExperimentError(f"--n_epochs {n_epochs}: the run already has "
+                                  f"{epoch + 1} epochs")
+        if n_epochs < before and not shorten:
+            raise ExperimentError(f"--n_epochs {n_epochs} would shorten the run from {before} "
+                                  "epochs; pass --shorten as well to do that")
+        config = replace(config, n_epochs=n_epochs)
+    done = pending is None or _finished_epochs(run_dir) > int(pending["Epoch"])
+    if epoch + 1 >= config.n_epochs and done:
+        raise NothingToDo(f"{run_dir} already finished its {config.n_epochs} epochs (0-"
+                          f"{config.n_epochs - 1}); nothing to do (--n_epochs N extends it)")
+    resume_epoch = int(pending["Epoch"]) if pending is not None else epoch + 1
+    if stdout:
+        change = (f", {'extended' if config.n_epochs > before else 'shortened'} from {before}"
+                  if config.n_epochs != before else "")
+        redo = (f"; redoing the evaluation of epoch {resume_epoch}"
+                if pending is not None else "")
+        print(f"resuming {run_dir} from its checkpoint of epoch {epoch}: training epochs "
+              f"{epoch + 1}-{config.n_epochs - 1} of {config.n_epochs}{change}{redo}",
+              flush=True)
+    with StopSignals() as stop:
+        trainer = build_trainer(config, run_dir, stdout=stdout, resume_epoch=resume_epoch)
+        trainer.load_state_dict(state)
+        if n_epochs is not None:
+            save_run_config(run_dir, config)
+        return config, _train(trainer, config, run_dir, stdout, stop, resumed=True)
 
 
-def _train(trainer: Trainer, config: ExperimentConfig, log_dir: str, stdout: bool
-           ) -> dict[str, Any]:
+def _train(trainer: Trainer, config: ExperimentConfig, log_dir: str, stdout: bool,
+           stop: StopSignals, resumed: bool = False) -> dict[str, Any]:
+    """Train with SIGINT / SIGTERM turned into a clean stop (see learning.stopping)."""
     try:
-        if stdout:
+        if stdout and not resumed:
             config = load_run_config(log_dir)  # as built (the replay capacity decided)
             print(f"{config.method} on {config.env} ({config.num_tasks} tasks), "
                   f"seed {config.seed}, logging to {log_dir}\nresolved config:\n"
                   + yaml.safe_dump(config.to_dict(), sort_keys=False, default_flow_style=None),
                   flush=True)
+        trainer.stop = stop
         return trainer.train()
     finally:
         trainer.close()

@@ -34,8 +34,18 @@ What is drawn, written as PNG and PDF into --out (default ./plots):
   i's training steps), averaged over the epochs of the first, middle and last third of training
   and then over seeds.
 
-Seeds of one (env, method) that logged different step counts are interpolated onto the steps they
-all cover, so the mean ends where the shortest run ends.
+Runs are grouped (their seeds averaged) by env, method and every config.yaml setting that can
+change results (RESULT_KEYS); settings that cannot (NOT_RESULT_KEYS: seed, n_epochs, log_dir,
+torch_threads, checkpoint, video and logging settings, provenance) and keys in neither list are
+ignored. A replay capacity that a run never filled counts as any other such capacity. Where one
+env and method has several groups, each curve's name adds the settings that differ between them:
+`Separated + QMP (qmp_dnc, layer_norm=True, mixture, 3 seeds)`. n_epochs is not a grouping key:
+up to an epoch, a run computes the same whatever its n_epochs (runs may be extended by resuming).
+Seeds that logged the same number of epochs but slightly different steps are interpolated onto
+the steps they all cover. Seeds of one group that logged different numbers of epochs get a
+warning (one line per group: the seeds of each length, and where the seed count drops), and the
+curve goes on to the end of the longest: each point is the mean (and spread) of the seeds that
+reach it, and a `|` marks where the count drops. Repeated seeds in a group are warned about too.
 """
 
 from __future__ import annotations
@@ -89,6 +99,37 @@ FAMILY_COLOR = {
 }
 #: colours for methods outside the table
 EXTRA_COLORS = ["#ff7f0e", "#9467bd", "#8c564b", "#17becf", "#bcbd22", "#d62728"]
+#: markers of the 2nd, 3rd, ... settings group of one method in a panel (same colour and style)
+VARIANT_MARKERS = ["o", "s", "^", "D", "v", "P", "X", "*"]
+
+#: config.yaml keys that can change a run's results: runs are grouped (their seeds averaged)
+#: only when all of these are equal, besides env and method. Keys missing from a config count as
+#: the value "unset".
+RESULT_KEYS = (
+    "method", "env", "num_tasks", "batch_size", "gradient_steps_per_itr", "min_buffer_size",
+    "buffer_batch_size", "steps_per_epoch", "lr", "hidden_sizes", "discount",
+    "target_update_tau", "reward_scale", "target_entropy", "num_evaluation_episodes",
+    "evaluation_frequency", "policy_architecture", "Q_architecture", "include_task_id",
+    "policy_sampling_freq", "sharing_quantile", "layer_norm", "kl_coeff", "qswitch_critic",
+    "replay_buffer_size", "sampler_type", "sparse_tasks", "envs_per_task",
+)
+#: config.yaml keys that do not change results, so runs differing in them are still seeds of one
+#: group. Any key in neither list is ignored as well (e.g. the `provenance` mapping or git
+#: commit, host and package versions: where and from what a run came, not what it computed).
+NOT_RESULT_KEYS = (
+    "seed",  # what a group averages over
+    "n_epochs",  # how long a run goes, not what it computes up to an epoch (a run may be
+    #              extended by resuming); different lengths in a group are warned about instead
+    "log_dir",  # where the run was written
+    "torch_threads",  # speed only
+    "snapshot_gap", "snapshot_interval", "keep_checkpoints",  # checkpointing
+    "vis_freq",  # videos
+    "wandb", "eval_in_background",  # logging; evaluation numbers are identical either way
+    "provenance",  # where a run came from (commit, host, versions)
+)
+#: replay_buffer_size of a run whose buffers never filled up: equal to any other such capacity
+#: (the default capacity is lowered to the run's total steps, so it follows n_epochs)
+NEVER_FULL = "never full"
 
 
 class PlotError(Exception):
@@ -109,10 +150,18 @@ class Run:
     seed: str
     num_tasks: int | None
     columns: dict[str, np.ndarray] = field(repr=False)
+    #: RESULT_KEYS -> the value as text (see setting_text), except method and env
+    settings: dict[str, str] = field(default_factory=dict)
 
     @property
     def num_rows(self) -> int:
         return len(self.columns[EPOCH])
+
+    @property
+    def num_epochs(self) -> int:
+        """Epochs logged (the highest Epoch + 1)."""
+        epochs = self.columns[EPOCH][np.isfinite(self.columns[EPOCH])]
+        return int(epochs.max()) + 1 if len(epochs) else 0
 
 
 @dataclass
@@ -124,7 +173,14 @@ class Curve:
     low: np.ndarray
     high: np.ndarray
     num_runs: int
-    spread: str  # "std" or "min-max"
+    spread: str  # "std", "min-max", or "std / min-max" where the seed count changes across 3
+    #: seeds averaged at each x (fewer towards the end when seeds cover different lengths)
+    counts: np.ndarray
+
+    def drops(self) -> list[tuple[float, int]]:
+        """(last x with more seeds, the count after it) at each point where the count drops."""
+        where = np.flatnonzero(np.diff(self.counts) < 0)
+        return [(float(self.x[i]), int(self.counts[i + 1])) for i in where]
 
 
 # --------------------------------------------------------------------------- reading runs
@@ -210,7 +266,38 @@ def load_run(path: str) -> Run:
         seed=str(config.get("seed", "?")),
         num_tasks=int(num_tasks) if isinstance(num_tasks, int) else None,
         columns=columns,
+        settings=result_settings(config, columns[STEPS]),
     )
+
+
+def setting_text(value: object) -> str:
+    """A config value as text that is equal exactly when the values are: numbers by value (1 and
+    1.0 alike), booleans as True/False, lists and mappings element by element."""
+    if isinstance(value, bool) or value is None:
+        return str(value)
+    if isinstance(value, int | float):
+        number = float(value)
+        return str(int(number)) if number.is_integer() else repr(number)
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(setting_text(v) for v in value) + "]"
+    if isinstance(value, dict):
+        items = sorted((str(k), setting_text(v)) for k, v in value.items())
+        return "{" + ", ".join(f"{k}: {v}" for k, v in items) + "}"
+    return str(value)
+
+
+def result_settings(config: dict[str, object], steps: np.ndarray) -> dict[str, str]:
+    """The RESULT_KEYS of a run's config (but method and env) as text; "unset" when missing. A
+    replay capacity at least the run's total env steps is NEVER_FULL: no transition was evicted,
+    so it behaved as any larger capacity."""
+    settings = {key: setting_text(config[key]) if key in config else "unset"
+                for key in RESULT_KEYS if key not in ("method", "env")}
+    capacity = config.get("replay_buffer_size")
+    finite = steps[np.isfinite(steps)]
+    if (isinstance(capacity, int | float) and not isinstance(capacity, bool) and len(finite)
+            and capacity >= finite.max()):
+        settings["replay_buffer_size"] = NEVER_FULL
+    return settings
 
 
 def load_runs(paths: Iterable[str]) -> list[Run]:
@@ -224,11 +311,30 @@ def load_runs(paths: Iterable[str]) -> list[Run]:
 
 
 def group_runs(runs: Iterable[Run]) -> dict[str, dict[str, list[Run]]]:
-    """env -> method -> runs (seeds), envs and methods in sorted order."""
-    groups: dict[str, dict[str, list[Run]]] = {}
+    """env -> group name -> runs (the seeds of one experiment), envs in sorted order, groups in
+    the paper's method order. Runs are one group when env, method and all their `settings`
+    (RESULT_KEYS) are equal. A group's name is its method, followed by the settings that differ
+    between the groups of that env and method when there are several, e.g.
+    "qmp_dnc, layer_norm=True"."""
+    by_settings: dict[str, dict[tuple[str, tuple[tuple[str, str], ...]], list[Run]]] = {}
     for run in runs:
-        groups.setdefault(run.env, {}).setdefault(run.method, []).append(run)
-    return {env: dict(sorted(methods.items())) for env, methods in sorted(groups.items())}
+        key = (run.method, tuple(sorted(run.settings.items())))
+        by_settings.setdefault(run.env, {}).setdefault(key, []).append(run)
+    groups: dict[str, dict[str, list[Run]]] = {}
+    for env in sorted(by_settings):
+        named: dict[str, list[Run]] = {}
+        for (method, settings), members in by_settings[env].items():
+            others = [dict(s) for m, s in by_settings[env] if m == method]
+            differing = [k for k, v in settings if any(o.get(k) != v for o in others)]
+            named[", ".join([method] + [f"{k}={dict(settings)[k]}" for k in differing])] = members
+        groups[env] = {name: named[name] for name in sorted(
+            named, key=lambda n: (_method_order(named[n][0].method), n))}
+    return groups
+
+
+def group_method(runs: Sequence[Run]) -> str:
+    """The method of a group's runs."""
+    return runs[0].method
 
 
 # --------------------------------------------------------------------------- aggregation
@@ -298,24 +404,42 @@ def run_series(run: Run, metric: str, k: int = 1) -> tuple[np.ndarray, np.ndarra
     return x, smooth(y, k)
 
 
-def aggregate_curves(series: Sequence[tuple[np.ndarray, np.ndarray]]) -> Curve:
-    """Mean and spread over runs. The runs are interpolated onto the union of their x values in
-    the range all of them cover (exact when they logged the same steps). The spread is the
-    standard deviation with 3 runs or more, otherwise min-max."""
+def aggregate_curves(series: Sequence[tuple[np.ndarray, np.ndarray]],
+                     lengths: Sequence[float] | None = None) -> Curve:
+    """Mean and spread over runs (seeds), interpolated onto the union of their x values.
+
+    Seeds of one length (`lengths`, e.g. epochs logged; default: each run's last x) are averaged
+    on the range all of them cover, as one experiment's seeds that logged slightly different
+    steps: the curve starts where the latest-starting run starts and such seeds end together,
+    at the end of the shortest of them. Longer seeds go on beyond the shorter ones: each x is
+    the mean over the seeds that cover it (`counts`), so no seed is cut to the shortest one's
+    length. The spread at each x is the standard deviation over those seeds when they are 3 or
+    more, otherwise their min-max."""
     if not series:
         raise ValueError("no series to aggregate")
+    sizes = [float(x[-1]) for x, _ in series] if lengths is None else [float(v) for v in lengths]
+    if len(sizes) != len(series):
+        raise ValueError("one length per series")
     start = max(x[0] for x, _ in series)
-    end = min(x[-1] for x, _ in series)
-    if start > end:  # no common range: fall back to the longest single run's steps
-        start, end = -math.inf, math.inf
-        series = [max(series, key=lambda s: len(s[0]))]
-    grid = np.unique(np.concatenate([x[(x >= start) & (x <= end)] for x, _ in series]))
-    values = np.stack([np.interp(grid, x, y) for x, y in series])
-    mean = values.mean(axis=0)
-    if len(series) >= 3:
-        std = values.std(axis=0)
-        return Curve(grid, mean, mean - std, mean + std, len(series), "std")
-    return Curve(grid, mean, values.min(axis=0), values.max(axis=0), len(series), "min-max")
+    # where each seed's share of the curve ends: with the shortest seed at least as long
+    ends = np.array([min(float(x[-1]) for (x, _), other in zip(series, sizes, strict=True)
+                         if other >= size) for size in sizes])
+    if start > ends.max():  # no common range: fall back to the longest single run's steps
+        longest = max(range(len(series)), key=lambda i: len(series[i][0]))
+        series, ends = [series[longest]], ends[[longest]]
+        start, ends[0] = series[0][0][0], series[0][0][-1]
+    stop = ends.max()
+    grid = np.unique(np.concatenate([x[(x >= start) & (x <= stop)] for x, _ in series]))
+    values = np.stack([np.where(grid <= end, np.interp(grid, x, y), np.nan)
+                       for (x, y), end in zip(series, ends, strict=True)])
+    counts = np.isfinite(values).sum(axis=0)
+    mean = np.nanmean(values, axis=0)
+    std = np.nanstd(values, axis=0)
+    many = counts >= 3
+    low = np.where(many, mean - std, np.nanmin(values, axis=0))
+    high = np.where(many, mean + std, np.nanmax(values, axis=0))
+    spread = "std" if many.all() else "min-max" if not many.any() else "std / min-max"
+    return Curve(grid, mean, low, high, len(series), spread, counts)
 
 
 def mixture_columns(run: Run) -> int | None:
@@ -428,23 +552,64 @@ class Panel:
     #: ... and the column(s) read for each method
     columns: dict[str, str] = field(default_factory=dict)
     policy: str | None = None  # the --policy choice in effect; None: not an evaluation metric
+    #: group name (curves' key) -> its method; a name missing here is the method itself
+    methods: dict[str, str] = field(default_factory=dict)
+
+    def method(self, name: str) -> str:
+        return self.methods.get(name, name)
+
+
+def _run_names(runs: Sequence[Run]) -> list[str]:
+    """How warnings name runs: "seed S", with the folder when seeds repeat in the group."""
+    seeds = [run.seed for run in runs]
+    return [f"seed {run.seed}" + (f" ({os.path.basename(os.path.normpath(run.path))})"
+                                  if seeds.count(run.seed) > 1 else "") for run in runs]
+
+
+def _steps_text(x: float) -> str:
+    return f"{x:,.0f}"
+
+
+def length_warning(runs: Sequence[Run], curve: Curve) -> str | None:
+    """The text of the warning for seeds of one group that logged different numbers of epochs:
+    each length with its seeds, and the seeds averaged over each stretch of the curve."""
+    lengths = sorted({run.num_epochs for run in runs})
+    if len(lengths) < 2:
+        return None
+    names = _run_names(runs)
+    per_length = "; ".join(
+        f"{n} epoch{'s' if n != 1 else ''}: "
+        + ", ".join(name for name, run in zip(names, runs, strict=True) if run.num_epochs == n)
+        for n in lengths)
+    stretches, count = [], int(curve.counts[0])
+    for x, after in curve.drops():
+        stretches.append(f"{count} seed{'s' if count != 1 else ''} up to step {_steps_text(x)}")
+        count = after
+    stretches.append(f"{count} seed{'s' if count != 1 else ''} up to step "
+                     f"{_steps_text(float(curve.x[-1]))}")
+    return (f"seeds cover different lengths ({per_length}); the curve is the mean of "
+            f"{', then '.join(stretches)}")
 
 
 def build_panels(groups: dict[str, dict[str, list[Run]]], metric: str | None,
                  k: int, policy: str | None = None) -> list[Panel]:
-    """One panel per env; `policy` ("mixture", "own" or None) as --policy, see resolve_metric."""
+    """One panel per env, one curve per group of runs (see group_runs); `policy` ("mixture",
+    "own" or None) as --policy, see resolve_metric. Warns (one line per group) when a group's
+    seeds cover different lengths or repeat a seed."""
     panels = []
-    for env, methods in groups.items():
+    for env, named in groups.items():
         env_metric = metric or default_metric(env)
         name, choice = resolve_metric(env_metric, policy)
         curves: dict[str, Curve] = {}
         shows: dict[str, str] = {}
         columns: dict[str, str] = {}
-        for method in sorted(methods, key=_method_order):
+        methods: dict[str, str] = {}
+        for method in named:  # a group's name, in group_runs' order
             series, reasons = [], []
+            used: list[Run] = []
             shown: set[str] = set()
             read: set[str] = set()
-            for run in methods[method]:
+            for run in named[method]:
                 column, what = ((env_metric, "") if choice is None
                                 else evaluation_column(run, name, choice))
                 try:
@@ -452,18 +617,29 @@ def build_panels(groups: dict[str, dict[str, list[Run]]], metric: str | None,
                 except RunError as error:
                     reasons.append(str(error))
                 else:
+                    used.append(run)
                     shown.add(what)
                     read.add(column)
             if reasons:  # one line per group, not per seed
-                _warn(f"{env} {method}: {len(reasons)} of {len(methods[method])} runs left out "
+                _warn(f"{env} {method}: {len(reasons)} of {len(named[method])} runs left out "
                       f"of the curves ({'; '.join(sorted(set(reasons)))})")
             if series:
-                curves[method] = aggregate_curves(series)
+                curve = aggregate_curves(series, [run.num_epochs for run in used])
+                curves[method] = curve
+                methods[method] = group_method(used)
                 columns[method] = ", ".join(sorted(read))
                 if choice is not None:
                     shows[method] = " / ".join(sorted(shown))
+                warning = length_warning(used, curve)
+                if warning:
+                    _warn(f"{env} {method}: {warning}")
+                seeds = [run.seed for run in used]
+                repeated = sorted({seed for seed in seeds if seeds.count(seed) > 1})
+                if repeated:
+                    _warn(f"{env} {method}: {len(used)} runs but seed "
+                          f"{', '.join(repeated)} repeats: averaged as separate seeds")
         if curves:
-            panels.append(Panel(env, env_metric, curves, shows, columns, choice))
+            panels.append(Panel(env, env_metric, curves, shows, columns, choice, methods))
     return panels
 
 
@@ -473,7 +649,7 @@ def shown_text(panels: Sequence[Panel]) -> str | None:
     parts = []
     for qmp, who in ((True, "QMP curves"), (False, "other curves")):
         shown = sorted({SHOWN_LONG.get(s, s) for p in panels for m, s in p.shows.items()
-                        if is_qmp(m) == qmp})
+                        if is_qmp(p.method(m)) == qmp})
         if shown:
             parts.append(f"{who}: {' / '.join(shown)}")
     if not parts:
@@ -482,14 +658,30 @@ def shown_text(panels: Sequence[Panel]) -> str | None:
     return "; ".join(parts) + f" [{', '.join(keys)}]"
 
 
+def _variant_marker(panel: Panel, name: str) -> str | None:
+    """No marker for a method's first group in the panel, VARIANT_MARKERS for the others."""
+    same = [n for n in panel.curves if panel.method(n) == panel.method(name)]
+    index = same.index(name)
+    return None if index == 0 else VARIANT_MARKERS[(index - 1) % len(VARIANT_MARKERS)]
+
+
 def draw_panel(ax: Axes, panel: Panel, k: int, extra: dict[str, str]) -> None:
+    """One line per group with its shaded spread; a `|` where a group's seed count drops."""
     scale, xlabel = _step_scale(max(float(c.x[-1]) for c in panel.curves.values()))
-    for method, curve in panel.curves.items():
-        label, color, style = method_style(method, extra)
+    for name, curve in panel.curves.items():
+        label, color, style = method_style(panel.method(name), extra)
         x = curve.x / scale
+        marker = _variant_marker(panel, name)
         ax.plot(x, curve.mean, color=color, linestyle=style, linewidth=1.8, label=label,
-                marker="o" if len(x) == 1 else None)
+                marker=marker or ("o" if len(x) == 1 else None), markersize=4,
+                markevery=max(1, len(x) // 10))
         ax.fill_between(x, curve.low, curve.high, color=color, alpha=0.18, linewidth=0)
+        for at, count in curve.drops():
+            y = float(np.interp(at, curve.x, curve.mean))
+            ax.plot([at / scale], [y], marker="|", markersize=14, markeredgewidth=2,
+                    color=color, linestyle="none")
+            ax.annotate(f"{count}", (at / scale, y), xytext=(3, 5), textcoords="offset points",
+                        fontsize="x-small", color=color)
     ax.set_title(panel.env)
     ax.set_xlabel(xlabel)
     ylabel = metric_label(panel.metric)
@@ -516,26 +708,34 @@ def curves_figure(panels: Sequence[Panel], k: int) -> Figure:
     entries: dict[str, object] = {}
     seeds: dict[str, set[int]] = {}
     shows: dict[str, str] = {}
+    methods: dict[str, str] = {}
+    drops = False
     for ax, panel in zip(axes, panels, strict=False):
         handles, _ = ax.get_legend_handles_labels()
-        for handle, (method, curve) in zip(handles, panel.curves.items(), strict=True):
-            entries.setdefault(method, handle)
-            seeds.setdefault(method, set()).add(curve.num_runs)
-            if method in panel.shows:
-                shows.setdefault(method, panel.shows[method])
+        for handle, (name, curve) in zip(handles, panel.curves.items(), strict=True):
+            entries.setdefault(name, handle)
+            methods.setdefault(name, panel.method(name))
+            seeds.setdefault(name, set()).add(curve.num_runs)
+            drops = drops or bool(curve.drops())
+            if name in panel.shows:
+                shows.setdefault(name, panel.shows[name])
     handles, labels = [], []
-    for method in sorted(entries, key=_method_order):
-        label, _, _ = method_style(method, extra)
-        counts = sorted(seeds[method])
+    for name in sorted(entries, key=lambda n: (_method_order(methods[n]), n)):
+        label, _, _ = method_style(methods[name], extra)
+        counts = sorted(seeds[name])
         n = str(counts[0]) if len(counts) == 1 else f"{counts[0]}-{counts[-1]}"
-        what = shows.get(method)
-        handles.append(entries[method])
-        labels.append(f"{label} ({method}, {f'{what}, ' if what else ''}"
+        what = shows.get(name)
+        handles.append(entries[name])
+        labels.append(f"{label} ({name}, {f'{what}, ' if what else ''}"
                       f"{n} seed{'s' if n != '1' else ''})")
-    fig.legend(handles, labels, loc="outside lower center", ncol=2 if len(labels) > 1 else 1,
-               fontsize="small", frameon=False,
-               title="mean over seeds; shaded: std (3+ seeds) or min-max",
-               title_fontsize="small")
+    title = "mean over seeds; shaded: std (3+ seeds) or min-max"
+    if drops:
+        title += "; |N: only N seeds from there on (seeds of different lengths)"
+    # two columns when the longest entry fits in half the width (about 4.6 pt a character)
+    fits = max(len(label) for label in labels) * 4.6 + 30 <= width * 72 / 2
+    fig.legend(handles, labels, loc="outside lower center",
+               ncol=2 if len(labels) > 1 and fits else 1,
+               fontsize="small", frameon=False, title=title, title_fontsize="small")
     text = shown_text(panels)
     if text:
         fig.suptitle(text, fontsize="small")
@@ -543,7 +743,8 @@ def curves_figure(panels: Sequence[Panel], k: int) -> Figure:
 
 
 def mixture_figure(env: str, method: str, stages: np.ndarray, labels: Sequence[str],
-                   num_runs: int) -> Figure:
+                   num_runs: int, name: str | None = None) -> Figure:
+    """The mixture heatmaps of one group (`name`, default: the method)."""
     count, n = stages.shape[0], stages.shape[1]
     side = min(max(2.8, 0.42 * n + 1.0), 5.5)
     fig = Figure(figsize=(side * count + 1.2, side + 1.1), layout="constrained")
@@ -568,7 +769,7 @@ def mixture_figure(env: str, method: str, stages: np.ndarray, labels: Sequence[s
     fig.colorbar(image, ax=list(axes), shrink=0.85, label="share of the task's steps")
     label, _, _ = method_style(method, {})
     seeds = f"{num_runs} seed{'s' if num_runs != 1 else ''}"
-    fig.suptitle(f"{env} - {method} ({label}): Q-switch mixture, mean of {seeds}")
+    fig.suptitle(f"{env} - {name or method} ({label}): Q-switch mixture, mean of {seeds}")
     return fig
 
 
@@ -600,18 +801,18 @@ def make_plots(runs: Sequence[Run], out_dir: str, metric: str | None = None,
     suffix = f"_{_slug(metric)}" if metric else ""
     if policy == "own":
         suffix += "_own-policy"
-    mixtures: list[tuple[str, str, np.ndarray, list[str], int]] = []
-    for env, methods in groups.items():
-        for method, method_runs in methods.items():
-            usable = [run for run in method_runs if mixture_columns(run) is not None]
+    mixtures: list[tuple[str, str, str, np.ndarray, list[str], int]] = []
+    for env, named in groups.items():
+        for name, group in named.items():
+            usable = [run for run in group if mixture_columns(run) is not None]
             if not usable:
                 continue
             sizes = {mixture_columns(run) for run in usable}
             if len(sizes) > 1:
-                _warn(f"{env} {method}: runs with different task counts, no mixture plot")
+                _warn(f"{env} {name}: runs with different task counts, no mixture plot")
                 continue
             stages, labels = average_mixtures(usable)
-            mixtures.append((env, method, stages, labels, len(usable)))
+            mixtures.append((env, group_method(usable), name, stages, labels, len(usable)))
     if not panels:  # e.g. a misspelt --metric: an error rather than mixture plots only
         wanted = metric or "the default metric"
         raise PlotError(f"nothing to plot: no run has finite values of {wanted}")
@@ -624,9 +825,9 @@ def make_plots(runs: Sequence[Run], out_dir: str, metric: str | None = None,
         written += save(curves_figure([panel], k), out_dir, f"curves_{_slug(panel.env)}{suffix}")
     if len(panels) > 1:
         written += save(curves_figure(panels, k), out_dir, f"curves_all-envs{suffix}")
-    for env, method, stages, labels, num_runs in mixtures:
-        fig = mixture_figure(env, method, stages, labels, num_runs)
-        written += save(fig, out_dir, f"mixture_{_slug(env)}_{_slug(method)}")
+    for env, method, name, stages, labels, num_runs in mixtures:
+        fig = mixture_figure(env, method, stages, labels, num_runs, name)
+        written += save(fig, out_dir, f"mixture_{_slug(env)}_{_slug(name)}")
     return written
 
 
@@ -642,7 +843,16 @@ def _positive_int(text: str) -> int:
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog=PROG, description="Learning curves and QMP mixture matrices of run folders.")
+        prog=PROG, description="Learning curves and QMP mixture matrices of run folders.",
+        epilog="Curves average the seeds of one group: runs of the same env and method whose "
+               "config.yaml agrees on every setting that can change results. Not compared: "
+               f"{', '.join(NOT_RESULT_KEYS)}, and keys unknown to plot.py (provenance such as "
+               "git commit, host, versions). n_epochs is not compared because a run computes the "
+               "same up to an epoch whatever its length; seeds of one group with different "
+               "lengths get a warning and the curve runs to the longest seed's end, each point "
+               "averaging the seeds that reach it (| marks where the count drops). Groups of one "
+               "env and method are named by the settings that differ, e.g. "
+               "'qmp_dnc, layer_norm=True'.")
     parser.add_argument("run_dirs", nargs="+", metavar="RUN_DIR",
                         help="run folders, or folders searched recursively for them")
     parser.add_argument("--out", default="plots", help="output folder (default: ./plots)")

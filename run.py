@@ -1,17 +1,19 @@
 """Command-line entry point: `python run.py METHOD --env=ENV [flags]`.
 
 Run `python run.py --help` for every flag. Bad input prints one `run.py: error: ...` line and exits
-with code 2; nothing is written in that case.
+with code 2; nothing is written in that case. `python run.py` alone prints the usage, the methods
+and the env ids (also exit code 2).
 """
 
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from collections.abc import Callable
 from typing import Any
 
-from experiment_utils import ExperimentError, make_log_dir, resolve_config
+from experiment_utils import ExperimentError, make_log_dir, methods_overview, resolve_config
 
 
 def _error(message: object) -> int:
@@ -21,11 +23,26 @@ def _error(message: object) -> int:
 
 def _trained(train: Callable[[], Any], log_dir: str) -> tuple[Any, int | None]:
     """(train(), None), or (None, exit code) after one line for a run, new or resumed, that was
-    interrupted or diverged."""
+    stopped or diverged."""
+    from learning.stopping import RunStopped
+
     try:
         return train(), None
-    except KeyboardInterrupt:
-        print(f"\ninterrupted; logs and the last checkpoint are in {log_dir}", file=sys.stderr)
+    except RunStopped as stop:
+        name = signal.Signals(stop.signum).name
+        if stop.checkpoint is None:
+            print(f"\nstopped by {name} before epoch 0 finished: nothing was checkpointed; "
+                  f"`python run.py resume --snapshot_dir {log_dir}` starts the run over",
+                  file=sys.stderr)
+        else:
+            wrote = f"written in {stop.seconds:.1f} s" if stop.seconds else "kept"
+            print(f"\nstopped by {name}: the checkpoint of epoch {stop.epoch} ({wrote}) is "
+                  f"{stop.checkpoint}; continue with `python run.py resume --snapshot_dir "
+                  f"{log_dir}`", file=sys.stderr)
+        return None, 128 + stop.signum
+    except KeyboardInterrupt:  # a second Ctrl-C: stopped at once
+        print(f"\ninterrupted at once; the newest whole checkpoint in {log_dir} (if any) is "
+              "what resume continues from", file=sys.stderr)
         return None, 130
     except FloatingPointError as error:
         print(f"run.py: training diverged: {error}; the last good checkpoint is kept in "
@@ -34,24 +51,35 @@ def _trained(train: Callable[[], Any], log_dir: str) -> tuple[Any, int | None]:
 
 
 def _resume(argv: list[str]) -> int:
-    """`run.py resume --snapshot_dir RUN_DIR [--n_epochs N]`: continue a stopped run."""
+    """`run.py resume --snapshot_dir RUN_DIR [--n_epochs N [--shorten]]`: continue a stopped
+    run from its newest checkpoint."""
     import argparse
 
     class Parser(argparse.ArgumentParser):
         def error(self, message: str) -> None:  # type: ignore[override]
-            raise ExperimentError(message + " (resume takes --snapshot_dir and --n_epochs only;"
-                                  " a run's other settings cannot change)")
+            raise ExperimentError(message + " (resume takes --snapshot_dir, --n_epochs and "
+                                  "--shorten only; a run's other settings cannot change)")
 
-    parser = Parser(prog="run.py resume")
+    parser = Parser(prog="run.py resume", allow_abbrev=False,
+                    description="Continue a stopped run from its newest checkpoint (a run "
+                    "stopped before its first checkpoint starts over from its config.yaml).")
     parser.add_argument("--snapshot_dir", required=True, help="the run folder to continue")
-    parser.add_argument("--n_epochs", type=int, help="train up to this many epochs in total")
+    parser.add_argument("--n_epochs", type=int,
+                        help="train up to this many epochs in total (extends a run)")
+    parser.add_argument("--shorten", action="store_true",
+                        help="allow --n_epochs below the run's own number of epochs")
     try:
         args = parser.parse_args(argv)
-        from garage_experiments import final_summary, resume_experiment
+        from garage_experiments import NothingToDo, final_summary, resume_experiment
 
-        result, code = _trained(
-            lambda: resume_experiment(args.snapshot_dir, n_epochs=args.n_epochs),
-            args.snapshot_dir)
+        try:
+            result, code = _trained(
+                lambda: resume_experiment(args.snapshot_dir, n_epochs=args.n_epochs,
+                                          shorten=args.shorten),
+                args.snapshot_dir)
+        except NothingToDo as done:
+            print(f"run.py resume: {done}")
+            return 0
     except ExperimentError as error:
         return _error(error)
     if code is not None:
@@ -63,13 +91,19 @@ def _resume(argv: list[str]) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    if not argv:  # an error too, but the one place that shows what there is to run
+        print(methods_overview("no METHOD given"), file=sys.stderr)
+        return 2
     if argv[:1] == ["resume"]:
         return _resume(argv[1:])
+    notes: list[str] = []
     try:
-        config = resolve_config(argv)
+        config = resolve_config(argv, notes)
         log_dir = make_log_dir(config)
     except ExperimentError as error:
         return _error(error)
+    for note in notes:  # e.g. the default env taken
+        print(note, flush=True)
 
     from garage_experiments import final_summary, run_experiment
 

@@ -1,6 +1,8 @@
 """Checkpoint files: written atomically, validated on load, the last K kept.
 
-A checkpoint is one torch.save archive `checkpoint_epochEEEEE.pt` in the run folder. It is written
+A checkpoint is one torch.save archive `checkpoint_epochEEEEE.pt` in the run folder, EEEEE the
+0-based epoch it was taken after, in 5 digits (progress.csv's `Epoch`, the progress line's and the
+video files' epoch: `checkpoint_epoch00029.pt` follows the row `Epoch 29`). It is written
 to a temporary file, flushed to disk and renamed over, so a kill at any instant leaves the previous
 checkpoint whole. Loading checks the archive and its format before trusting it: a truncated or
 foreign file is reported, never half-read.
@@ -39,8 +41,12 @@ def checkpoint_paths(run_dir: str) -> list[str]:
     return sorted(paths, key=lambda p: int(_NAME.search(p).group(1)))  # type: ignore[union-attr]
 
 
+def checkpoint_path(run_dir: str, epoch: int) -> str:
+    return os.path.join(run_dir, f"checkpoint_epoch{epoch:05d}.pt")
+
+
 def save_checkpoint(run_dir: str, epoch: int, state: dict[str, Any], keep: int = 1) -> str:
-    path = os.path.join(run_dir, f"checkpoint_epoch{epoch:05d}.pt")
+    path = checkpoint_path(run_dir, epoch)
     tmp = path + ".tmp"
     with open(tmp, "wb") as f:
         torch.save({"format": FORMAT, "epoch": epoch, **state}, f)

@@ -24,6 +24,7 @@ import torch
 from learning.behaviour import Behaviour
 from learning.run_logger import episode_metrics
 from learning.sampler import Episode, EpisodeTracker, ObsSplit, TaskVectorEnv
+from learning.stopping import stop_signals_ignored
 
 
 class Evaluator:
@@ -114,6 +115,15 @@ class InlineEvaluation:
         self.extra_names = list(extra_names)
         self._result: dict[str, float] | None = None
 
+    @property
+    def check(self) -> Callable[[], None] | None:
+        """Called before every evaluation step (the trainer checks for a stop signal)."""
+        return self.evaluator.venv.before_step
+
+    @check.setter
+    def check(self, hook: Callable[[], None] | None) -> None:
+        self.evaluator.venv.before_step = hook
+
     def start(self, epoch: int) -> None:
         self._result = self.evaluator.metrics(self.behaviours, epoch, self.extra_names)
 
@@ -145,9 +155,12 @@ class BackgroundEvaluation:
         ctx = mp.get_context("spawn")
         self._conn, child = ctx.Pipe()
         self._process = ctx.Process(target=worker, args=(child, *worker_args), daemon=True)
-        self._process.start()
+        with stop_signals_ignored():  # inherited: the worker ignores them from its start
+            self._process.start()
         child.close()
         self._waiting = False
+        #: called while waiting for the worker (the trainer checks for a stop signal)
+        self.check: Callable[[], None] | None = None
 
     def start(self, epoch: int) -> None:
         weights = {name: {k: v.detach().clone() for k, v in m.state_dict().items()}
@@ -161,6 +174,8 @@ class BackgroundEvaluation:
 
     def finish(self) -> dict[str, float]:
         assert self._waiting, "finish() without start()"
+        while self.check is not None and not self._conn.poll(0.05):
+            self.check()
         self._waiting = False
         try:
             kind, payload = self._conn.recv()
@@ -171,11 +186,16 @@ class BackgroundEvaluation:
         return payload
 
     def close(self) -> None:
+        """Stop the worker: at once if it is still computing (a stopped run redoes that
+        evaluation when resumed), else after it has read the stop request."""
         if self._process.is_alive():
-            try:
-                self._conn.send(None)
-            except (BrokenPipeError, OSError):
-                pass
+            if self.busy():
+                self._process.terminate()
+            else:
+                try:
+                    self._conn.send(None)
+                except (BrokenPipeError, OSError):
+                    pass
             self._process.join(timeout=30)
             if self._process.is_alive():
                 self._process.terminate()

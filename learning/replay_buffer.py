@@ -69,6 +69,9 @@ class MultiTaskReplayBuffer:
         self.sizes = np.zeros(groups, dtype=np.int64)
         self.rng = np.random.default_rng(seed)
         self._rows = np.arange(num_tasks)[:, None]
+        #: what `rollback` restores: fills, pointers, RNG and the overwritten transitions
+        self._mark: tuple[np.ndarray, np.ndarray, dict[str, object]] | None = None
+        self._undo: list[tuple[int, np.ndarray, list[np.ndarray]]] = []
 
     @staticmethod
     def bytes_needed(groups: int, capacity: int, obs_dim: int, action_dim: int) -> int:
@@ -104,11 +107,35 @@ class MultiTaskReplayBuffer:
             values = tuple(x[t - cap:] for x in values)
             p, t = (p + t - cap) % cap, cap
         where = slice(p, p + t) if p + t <= cap else (p + np.arange(t)) % cap
+        if self._mark is not None:  # keep what this overwrites, for rollback()
+            slots = (p + np.arange(t)) % cap
+            filled = slots[slots < self.sizes[g]]
+            if len(filled):
+                self._undo.append((g, filled, [getattr(self, name)[g, filled].copy()
+                                               for name in self._ARRAYS]))
         for name, x in zip(self._ARRAYS[:-1], values, strict=True):
             getattr(self, name)[g, where] = x
         self.task[g, where] = task
         self.ptr[g] = (p + t) % cap
         self.sizes[g] = min(int(self.sizes[g]) + t, cap)
+
+    def mark(self) -> None:
+        """Remember this moment: `rollback` returns the buffers to it exactly. Until the next
+        mark, adds keep a copy of the transitions they overwrite (at most one epoch's data)."""
+        self._mark = (self.ptr.copy(), self.sizes.copy(), self.rng.bit_generator.state)
+        self._undo = []
+
+    def rollback(self) -> None:
+        """Return to the last `mark` (the end of the last finished epoch, when a run stops)."""
+        if self._mark is None:
+            raise ValueError("rollback() without mark()")
+        for g, slots, saved in reversed(self._undo):
+            for name, values in zip(self._ARRAYS, saved, strict=True):
+                getattr(self, name)[g, slots] = values
+        ptr, sizes, rng = self._mark
+        self.ptr[:], self.sizes[:] = ptr, sizes
+        self.rng.bit_generator.state = rng
+        self._undo = []
 
     def state_dict(self) -> dict[str, object]:
         """The filled part of every group, the write positions and the sampling RNG."""

@@ -8,6 +8,10 @@ progress.csv keeps one schema.
 A resumed run reopens the same files: progress.csv keeps its rows before the resume epoch and
 appends (dowel's CsvOutput would rewrite the file with its columns in a per-process order), and
 TensorBoard purges the events at and after the resume epoch, so no epoch appears twice.
+
+A closed stdout (`run.py ... | head -1`) does not stop a run: a RunLogger that writes to stdout
+puts `sys.stdout` behind `PipeSafeStdout`, whose first write that raises BrokenPipeError points
+the process's stdout at /dev/null; training and the files go on.
 """
 
 from __future__ import annotations
@@ -31,8 +35,55 @@ from learning.sampler import Episode
 # NaN marks "not measured this epoch" (e.g. no evaluation); tensorboardX warns on every one
 logging.getLogger("tensorboardX.x2num").setLevel(logging.ERROR)
 
+#: the terminal's progress line is cut to this many characters
+PROGRESS_WIDTH = 160
 #: keys shown on stdout leave out per-task and per-policy entries (they are in progress.csv)
 _PER_TASK = re.compile(r"/(Task\d+|LocalPolicy\d+)/")
+
+
+class PipeSafeStdout:
+    """A text stream in front of `stream` (the process's stdout) that outlives its reader: on
+    BrokenPipeError (the pipe's reader has exited, e.g. `| head -1`) the file descriptor is
+    pointed at /dev/null, so this and every later write, the flush at exit included, succeed
+    and write nothing. Everything else is `stream`'s."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+
+    def _to_devnull(self) -> None:
+        try:
+            fd = self.stream.fileno()
+        except (OSError, ValueError):  # not backed by a file descriptor: replace the stream
+            self.stream = open(os.devnull, "w")
+            return
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(devnull, fd)
+        finally:
+            os.close(devnull)
+
+    def write(self, text: str) -> int:
+        try:
+            return self.stream.write(text)
+        except BrokenPipeError:
+            self._to_devnull()
+            return len(text)
+
+    def flush(self) -> None:
+        try:
+            self.stream.flush()
+        except BrokenPipeError:
+            self._to_devnull()
+            self.stream.flush()  # what the buffer held goes to /dev/null
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.stream, name)
+
+
+def guard_stdout() -> None:
+    """Put `sys.stdout` behind a PipeSafeStdout (once) for the rest of the process."""
+    if not isinstance(sys.stdout, PipeSafeStdout):
+        sys.stdout = PipeSafeStdout(sys.stdout)  # type: ignore[assignment]
 
 
 class SummaryStdOutput(dowel.LogOutput):
@@ -178,8 +229,9 @@ class RunLogger:
         self.tabular = dowel.TabularInput()
         self.csv = ProgressCsvOutput(os.path.join(log_dir, "progress.csv"), resume_epoch)
         self.logger.add_output(self.csv)
-        self.logger.add_output(dowel.TextOutput(os.path.join(log_dir, "debug.log"),
-                                                with_timestamp=True))
+        self._debug_log = dowel.TextOutput(os.path.join(log_dir, "debug.log"),
+                                           with_timestamp=True)
+        self.logger.add_output(self._debug_log)
         if tensorboard:
             self.logger.add_output(TensorBoardScalars(log_dir, purge_step=resume_epoch))
         if wandb_config is not None:
@@ -187,9 +239,14 @@ class RunLogger:
             self.logger.add_output(WandbOutput(log_dir, wandb_config, name))
         #: on a terminal: one progress line updated in place; otherwise tables and plain lines
         self.stdout = stdout
+        if stdout:
+            guard_stdout()
         self.tty = stdout and sys.stdout.isatty()
+        self._summary: SummaryStdOutput | None = None
         if stdout and not self.tty:
-            self.logger.add_output(SummaryStdOutput())
+            self._summary = SummaryStdOutput()
+            self.logger.add_output(self._summary)
+        self._progress_line = ""
         self._schema: list[str] | None = self.csv.fieldnames
 
     def record(self, key: str, value: float) -> None:
@@ -218,11 +275,28 @@ class RunLogger:
         self.tabular.clear()
 
     def progress(self, line: str) -> None:
+        """On a terminal, redraw the one progress line; otherwise print it."""
+        self._progress_line = line
         if self.tty:
-            sys.stdout.write("\r" + line.ljust(100)[:140])
+            sys.stdout.write("\r" + line.ljust(100)[:PROGRESS_WIDTH])
             sys.stdout.flush()
         elif self.stdout:
             print(line, flush=True)
+
+    def notice(self, message: str) -> None:
+        """A line shown at once (also on a terminal, above the progress line) and kept in
+        debug.log, e.g. before a long step such as rendering videos."""
+        self.logger.log(message)
+        self._debug_log.dump()
+        if self._summary is not None:
+            self._summary.dump()  # text lines logged before it, then the notice
+        elif self.tty:
+            # padded over the whole progress line drawn before
+            width = max(100, len(self._progress_line[:PROGRESS_WIDTH]))
+            sys.stdout.write("\r" + message.ljust(width) + "\n")
+            if self._progress_line:
+                sys.stdout.write("\r" + self._progress_line.ljust(100)[:PROGRESS_WIDTH])
+            sys.stdout.flush()
 
     def close(self) -> None:
         if self.tty:

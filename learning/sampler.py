@@ -45,6 +45,8 @@ class TaskVectorEnv:
         first = [env.reset(seed=seed + k)[0] for k, env in enumerate(self.envs)]
         self.obs = np.stack(first).astype(np.float32)
         self.steps_in_episode = np.zeros(self.num_envs, dtype=np.int64)
+        #: called before every step (the trainer checks for a stop signal there)
+        self.before_step: Callable[[], None] | None = None
 
     def reset_all(self, seeds: Sequence[int] | None = None) -> np.ndarray:
         """Start a new episode everywhere (reseeding each env when `seeds` is given)."""
@@ -56,6 +58,8 @@ class TaskVectorEnv:
 
     def step(self, actions: np.ndarray, active: np.ndarray | None = None) -> StepResult:
         """Step every (active) env; envs that end an episode are reset at once."""
+        if self.before_step is not None:
+            self.before_step()
         n = self.num_envs
         next_obs = self.obs.copy()  # rows of inactive envs keep their observation
         rewards = np.zeros(n, dtype=np.float32)

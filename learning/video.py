@@ -45,10 +45,11 @@ CRF = 20
 
 
 def video_path(out_dir: str, epoch: int, key: str, task: int) -> str:
-    """Where the video of `task` under behaviour `key` at `epoch` goes (the key is made safe for
-    a file name, so trainer prefixes such as "Evaluation/p" work too)."""
+    """Where the video of `task` under behaviour `key` at `epoch` goes: the 0-based epoch in 5
+    digits, as progress.csv's `Epoch` and the checkpoint files (`checkpoint_epochEEEEE.pt`). The
+    key is made safe for a file name, so trainer prefixes such as "Evaluation/p" work too."""
     name = re.sub(r"[^a-z0-9]+", "_", key.lower()).strip("_") or "behaviour"
-    return os.path.join(out_dir, "videos", f"epoch{epoch:04d}_{name}_task{task}.mp4")
+    return os.path.join(out_dir, "videos", f"epoch{epoch:05d}_{name}_task{task}.mp4")
 
 
 def frame_text(
@@ -228,7 +229,7 @@ def record_videos(
     fps: int = 20,
     max_frames: int | None = None,
 ) -> list[str]:
-    """Write `out_dir/videos/epoch{epoch:04d}_{key}_task{k}.mp4` for every behaviour and task.
+    """Write `out_dir/videos/epoch{epoch:05d}_{key}_task{k}.mp4` for every behaviour and task.
 
     Each video is one deterministic episode of task k under `behaviours[key]` ("own": each
     task's own policy, "mixture": QMP's Q-switch), from `reset(seed=seed + k)` on fresh

@@ -4,9 +4,11 @@ the curve aggregation, and the one-line error when there is nothing to plot."""
 from __future__ import annotations
 
 import csv
+import dataclasses
 import math
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +17,7 @@ import yaml
 from conftest import TINY_FLAGS
 from matplotlib.image import imread
 
+import experiment_utils
 import plot
 import run
 
@@ -251,3 +254,161 @@ def test_policy_own_on_real_runs_and_metric_rules(runs_root: Path, tmp_path: Pat
     # --policy own writes its own files next to the default ones
     assert plot.main([str(runs_root), "--policy", "own", "--out", str(out)]) == 0
     assert str(out / f"curves_{ENV}_own-policy.png") in capsys.readouterr().out.split()
+
+
+# --------------------------------------------------------------------------- grouping, lengths
+
+
+def _full_config(n_epochs: int, **changes: object) -> dict[str, object]:
+    """config.yaml as run.py writes it for qmp_dnc on ENV, with a replay capacity that the run
+    never fills (as the default one, lowered to the run's total steps: it follows n_epochs)."""
+    config = experiment_utils.resolve_config(
+        ["qmp_dnc", f"--env={ENV}", "--n_epochs", str(n_epochs)]).to_dict()
+    config["replay_buffer_size"] = 1000 * n_epochs + 700
+    config.update(changes)
+    return config
+
+
+def _write_full_run(folder: Path, config: dict[str, object], value: Callable[[int], float],
+                    step_offset: float = 0.0) -> Path:
+    """A run folder with `config` and one evaluated row per epoch of config["n_epochs"]."""
+    n_epochs = config["n_epochs"]
+    assert isinstance(n_epochs, int)
+    folder.mkdir(parents=True)
+    (folder / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    with open(folder / "progress.csv", "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["Epoch", "TotalEnvSteps", "Evaluation/SuccessRate"])
+        for epoch in range(n_epochs):
+            writer.writerow([epoch, 100.0 * (epoch + 1) + step_offset, value(epoch)])
+    return folder
+
+
+def _user_case(root: Path) -> Path:
+    """The reported folder: qmp_dnc on ENV, all seed 0, n_epochs 5/10/20/30 x layer_norm."""
+    for n_epochs in (5, 10, 20, 30):
+        for layer_norm in (False, True):
+            _write_full_run(
+                root / f"qmp_dnc_e{n_epochs}_ln{int(layer_norm)}",
+                _full_config(n_epochs, layer_norm=layer_norm, seed=0),
+                lambda e, n=n_epochs, ln=layer_norm: e / 100 + n / 1000 + 0.5 * ln)
+    return root
+
+
+def test_config_keys_are_all_classified() -> None:
+    # a new config key must be put in one list: otherwise plot.py would ignore it silently
+    fields = {f.name for f in dataclasses.fields(experiment_utils.ExperimentConfig)}
+    assert fields <= set(plot.RESULT_KEYS) | set(plot.NOT_RESULT_KEYS)
+    assert not set(plot.RESULT_KEYS) & set(plot.NOT_RESULT_KEYS)
+    assert {"seed", "n_epochs", "log_dir", "torch_threads", "provenance"} <= set(
+        plot.NOT_RESULT_KEYS)
+
+
+def test_user_case_groups_by_layer_norm_and_keeps_the_longest_run(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = _user_case(tmp_path / "data")
+    groups = plot.group_runs(plot.load_runs([str(data)]))
+    assert {name: sorted(run.num_epochs for run in runs) for name, runs in groups[ENV].items()
+            } == {"qmp_dnc, layer_norm=False": [5, 10, 20, 30],
+                  "qmp_dnc, layer_norm=True": [5, 10, 20, 30]}
+    capsys.readouterr()
+    panel, = plot.build_panels(groups, None, 1)
+    err = capsys.readouterr().err.splitlines()
+    # the curves it draws: 30 points, the mean of the seeds that reach each one
+    curve = panel.curves["qmp_dnc, layer_norm=False"]
+    epochs = np.arange(30)
+    np.testing.assert_allclose(curve.x, 100.0 * (epochs + 1))
+    assert curve.counts.tolist() == [4] * 5 + [3] * 5 + [2] * 10 + [1] * 10
+    lengths = [np.array(n) for n in ([5, 10, 20, 30], [10, 20, 30], [20, 30], [30])]
+    expected = [epochs[e] / 100 + lengths[0 if e < 5 else 1 if e < 10 else 2 if e < 20 else 3]
+                .mean() / 1000 for e in range(30)]
+    np.testing.assert_allclose(curve.mean, expected)
+    np.testing.assert_allclose(curve.high[:5] - curve.mean[:5], np.std([5, 10, 20, 30]) / 1000)
+    np.testing.assert_allclose(curve.high[10:20], 0.030 + epochs[10:20] / 100)  # max of 2
+    np.testing.assert_allclose(curve.low[20:], curve.mean[20:])  # one seed: no spread
+    assert curve.spread == "std / min-max" and curve.num_runs == 4
+    assert curve.drops() == [(500.0, 3), (1000.0, 2), (2000.0, 1)]
+    np.testing.assert_allclose(panel.curves["qmp_dnc, layer_norm=True"].mean, curve.mean + 0.5)
+    # one warning per group: the seeds of each length and where the count drops
+    for layer_norm in ("False", "True"):
+        line, = [e for e in err if f"layer_norm={layer_norm}: seeds cover different" in e]
+        ln = int(layer_norm == "True")
+        assert line.startswith(f"plot.py: warning: {ENV} qmp_dnc, layer_norm={layer_norm}: ")
+        assert (f"5 epochs: seed 0 (qmp_dnc_e5_ln{ln}); 10 epochs: seed 0 (qmp_dnc_e10_ln{ln}); "
+                f"20 epochs: seed 0 (qmp_dnc_e20_ln{ln}); 30 epochs: seed 0 (qmp_dnc_e30_ln{ln})"
+                ) in line
+        assert line.endswith("the curve is the mean of 4 seeds up to step 500, then 3 seeds up "
+                             "to step 1,000, then 2 seeds up to step 2,000, then 1 seed up to "
+                             "step 3,000")
+    assert sum("seed 0 repeats" in e for e in err) == 2
+    # the figure: the drawn lines hold all 30 points, the legend names the differing setting
+    fig = plot.curves_figure([panel], 1)
+    lines = [line for line in fig.axes[0].get_lines() if not line.get_label().startswith("_")]
+    assert [len(line.get_xdata()) for line in lines] == [30, 30]
+    np.testing.assert_allclose(lines[0].get_ydata(), curve.mean)
+    assert lines[0].get_marker() in (None, "None") and lines[1].get_marker() == "o"
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == [
+        "Separated + QMP (qmp_dnc, layer_norm=False, mixture, 4 seeds)",
+        "Separated + QMP (qmp_dnc, layer_norm=True, mixture, 4 seeds)"]
+    # the command: both warnings on stderr, the curves written
+    out = tmp_path / "plots"
+    assert plot.main([str(data), "--out", str(out)]) == 0
+    captured = capsys.readouterr()
+    assert sum("seeds cover different lengths" in e for e in captured.err.splitlines()) == 2
+    assert set(captured.out.split()) == {str(out / f"curves_{ENV}.{e}") for e in ("png", "pdf")}
+
+
+def test_grouping_ignores_settings_that_do_not_change_results(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    others = [
+        {"seed": 1, "log_dir": "/a", "torch_threads": 1, "provenance": {"git_commit": "abc"}},
+        {"seed": 2, "log_dir": "/b", "torch_threads": 4,
+         "provenance": [{"event": "start", "git_commit": "def", "host": "box"},
+                        {"event": "resume from epoch 5", "git_commit": "0a1"}],
+         "git_commit": "def", "host": "box", "versions": {"torch": "2.4"}, "snapshot_gap": 5,
+         "snapshot_interval": 0.0, "keep_checkpoints": 3, "vis_freq": 10, "wandb": True,
+         "eval_in_background": False},
+        {"seed": 3, "log_dir": "/c", "torch_threads": None, "provenance": None},
+    ]
+    for k, changes in enumerate(others):
+        _write_full_run(tmp_path / f"q{k}", _full_config(10, **changes), lambda e: e / 10)
+    # settings that do change results: a group each, named by what differs
+    _write_full_run(tmp_path / "lr", _full_config(10, lr=3e-3, seed=1), lambda e: 0.0)
+    _write_full_run(tmp_path / "small", _full_config(10, replay_buffer_size=500), lambda e: 0.0)
+    config = _full_config(10, method="dnc_sac", layer_norm=True)
+    _write_full_run(tmp_path / "dnc", config, lambda e: 0.0)
+    groups = plot.group_runs(plot.load_runs([str(tmp_path)]))
+    assert {name: sorted(run.seed for run in runs) for name, runs in groups[ENV].items()} == {
+        "dnc_sac": ["0"],  # the only dnc_sac group: nothing to tell apart
+        "qmp_dnc, lr=0.001, replay_buffer_size=never full": ["1", "2", "3"],
+        "qmp_dnc, lr=0.003, replay_buffer_size=never full": ["1"],
+        "qmp_dnc, lr=0.001, replay_buffer_size=500": ["0"],
+    }
+    capsys.readouterr()
+    panel, = plot.build_panels(groups, None, 1)
+    assert capsys.readouterr().err == ""  # equal lengths, distinct seeds: nothing to warn about
+    curve = panel.curves["qmp_dnc, lr=0.001, replay_buffer_size=never full"]
+    assert curve.num_runs == 3 and curve.counts.tolist() == [3] * 10 and curve.spread == "std"
+    assert list(panel.curves)[0] == "dnc_sac"  # the paper's method order, then the name
+
+
+def test_seeds_of_one_length_share_their_common_steps(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # same length, slightly different steps: interpolated onto the range both cover, as before
+    for seed, offset in ((0, 0.0), (1, 10.0)):
+        _write_full_run(tmp_path / f"s{seed}", _full_config(3, seed=seed), lambda e: e / 10,
+                        step_offset=offset)
+    panel, = plot.build_panels(plot.group_runs(plot.load_runs([str(tmp_path)])), None, 1)
+    curve = panel.curves["qmp_dnc"]
+    np.testing.assert_allclose(curve.x, [110.0, 200.0, 210.0, 300.0])
+    assert curve.counts.tolist() == [2, 2, 2, 2] and curve.drops() == []
+    assert capsys.readouterr().err == ""
+    # the rule itself: lengths decide which ends are cut together
+    a = (np.array([1.0, 2.0, 3.0]), np.array([0.0, 1.0, 2.0]))
+    b = (np.array([1.0, 2.0, 3.0, 4.0, 5.0]), np.array([2.0, 3.0, 4.0, 5.0, 6.0]))
+    same = plot.aggregate_curves([a, b], [5, 5])
+    np.testing.assert_allclose(same.x, [1.0, 2.0, 3.0])
+    longer = plot.aggregate_curves([a, b], [3, 5])
+    np.testing.assert_allclose(longer.x, [1.0, 2.0, 3.0, 4.0, 5.0])
+    np.testing.assert_allclose(longer.mean, [1.0, 2.0, 3.0, 5.0, 6.0])
+    assert longer.counts.tolist() == [2, 2, 2, 1, 1] and longer.drops() == [(3.0, 1)]

@@ -50,7 +50,7 @@ def test_one_video_per_task_and_behaviour_with_every_frame(family: MultiTaskEnv,
                                                            tmp_path: Any) -> None:
     paths = record_videos(family, _behaviours(family), _split(family), str(tmp_path), 7,
                           seed=SEED)
-    expected = [str(tmp_path / "videos" / f"epoch0007_{key}_task{k}.mp4")
+    expected = [str(tmp_path / "videos" / f"epoch00007_{key}_task{k}.mp4")
                 for key in ("own", "mixture") for k in range(family.num_tasks)]
     assert paths == expected
     for path in paths:
