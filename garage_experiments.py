@@ -21,6 +21,7 @@ import torch
 import yaml
 
 import environments
+from environments.rendering import rendering_problem
 from experiment_utils import (
     ExperimentConfig,
     ExperimentError,
@@ -139,6 +140,10 @@ def build_trainer(config: ExperimentConfig, log_dir: str, *, stdout: bool = True
     """Everything one run needs, seeded from config.seed (`resume_epoch`: the run folder already
     holds this run up to that epoch; its logs are continued, see `resume_experiment`)."""
     configure_runtime(config.torch_threads)
+    if config.vis_freq > 0:  # before anything is written: videos need offscreen rendering
+        problem = rendering_problem()
+        if problem is not None:
+            raise ExperimentError(f"--vis_freq {config.vis_freq}: {problem}")
     set_seed(config.seed)
     spec = config.spec
     family = environments.make_multitask_env(config.env, seed=config.seed, **env_options(config))

@@ -34,3 +34,25 @@ class OffscreenCamera:
 
     def __getstate__(self) -> dict[str, Any]:
         return {**self.__dict__, "_renderer": None}
+
+
+#: what headless rendering needs on Debian/Ubuntu
+RENDER_PACKAGES = ("MUJOCO_GL=egl (the default here) needs libegl1 and libegl-mesa0 "
+                   "(`apt-get install libegl1 libegl-mesa0`); MUJOCO_GL=osmesa needs libosmesa6")
+
+
+def rendering_problem() -> str | None:
+    """None if an offscreen frame can be rendered here, else what is missing (one line)."""
+    try:
+        model = mujoco.MjModel.from_xml_string("<mujoco><worldbody/></mujoco>")
+        renderer = mujoco.Renderer(model, height=8, width=8)
+        try:
+            renderer.update_scene(mujoco.MjData(model))
+            renderer.render()
+        finally:
+            renderer.close()
+    except Exception as error:  # no GL library, no display device, ...
+        first = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        return (f"offscreen rendering with MUJOCO_GL={os.environ.get('MUJOCO_GL')} failed "
+                f"({first}); {RENDER_PACKAGES}")
+    return None
