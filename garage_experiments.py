@@ -328,6 +328,7 @@ def resume_experiment(run_dir: str, *, n_epochs: int | None = None, shorten: boo
         trainer.load_state_dict(state)
         if n_epochs is not None:
             save_run_config(run_dir, config)
+        append_provenance(run_dir, f"resume from epoch {epoch}")
         return config, _train(trainer, config, run_dir, stdout, stop, resumed=True)
 
 

@@ -13,6 +13,7 @@ python bench/collection_speed.py --envs MetaWorldMT10-v2 --copies 1 8 --steps 10
   --out collection_speed_mt10
 python bench/env_speed.py --seconds 2
 python bench/epoch_speed.py --envs JacoReachMT5-v1 --epochs 4 --threads 2
+python bench/stop_checkpoint.py
 python bench/sampler_cost.py --epochs 3 --threads 2
 python bench/interference.py
 python bench/epoch_profile.py --method qmp_dnc --env JacoReachMT5-v1 --epochs 5 \

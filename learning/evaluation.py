@@ -189,8 +189,8 @@ class BackgroundEvaluation:
         """Stop the worker: at once if it is still computing (a stopped run redoes that
         evaluation when resumed), else after it has read the stop request."""
         if self._process.is_alive():
-            if self.busy():
-                self._process.terminate()
+            if self.busy():  # SIGKILL: the worker ignores SIGTERM (see learning.stopping)
+                self._process.kill()
             else:
                 try:
                     self._conn.send(None)
@@ -198,7 +198,7 @@ class BackgroundEvaluation:
                     pass
             self._process.join(timeout=30)
             if self._process.is_alive():
-                self._process.terminate()
+                self._process.kill()
         self._conn.close()
 
 

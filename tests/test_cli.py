@@ -177,7 +177,7 @@ def test_vis_freq_writes_annotated_videos(tiny_flags: list[str], tmp_path: Path)
     assert _run(["qmp_dnc", *tiny_flags, "--n_epochs", "3", "--vis_freq", "2",
                  "--log_dir", str(tmp_path / "r")]) == 0
     names = sorted(os.listdir(tmp_path / "r" / "videos"))
-    expected = sorted(f"epoch{e:04d}_{kind}_task{k}.mp4" for e in (0, 2)
+    expected = sorted(f"epoch{e:05d}_{kind}_task{k}.mp4" for e in (0, 2)
                       for kind in ("own", "mixture") for k in range(N))
     assert names == expected
 
