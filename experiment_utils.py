@@ -312,7 +312,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 USAGE = ("usage: python run.py METHOD [--env=ID] [flags]   (python run.py --help: every flag)\n"
-         "       python run.py resume --snapshot_dir RUN_DIR [--n_epochs N]")
+         "       python run.py resume --snapshot_dir RUN_DIR [--n_epochs N [--shorten]]")
 
 #: the main per-env defaults listed by --help
 HELP_DEFAULT_KEYS = ("n_epochs", "batch_size", "gradient_steps_per_itr", "buffer_batch_size",
@@ -376,7 +376,7 @@ def help_epilog() -> str:
         *_methods_and_envs(),
         "",
         "continue a stopped run (its other settings cannot change):",
-        "  python run.py resume --snapshot_dir RUN_DIR [--n_epochs N]",
+        "  python run.py resume --snapshot_dir RUN_DIR [--n_epochs N [--shorten]]",
         "",
         "per-env defaults, from configs/ENV.yaml (flags and --config FILE override them;",
         "other keys: the original's defaults; indented: a method's own entry):",

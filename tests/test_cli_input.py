@@ -229,7 +229,8 @@ def test_run_configs_of_earlier_versions_still_load(written: int, loaded: int,
 def _check_overview(err: str) -> None:
     lines = err.splitlines()
     assert lines[0].startswith("usage: python run.py METHOD [--env=ID] [flags]")
-    assert lines[1].strip() == "python run.py resume --snapshot_dir RUN_DIR [--n_epochs N]"
+    assert lines[1].strip() == ("python run.py resume --snapshot_dir RUN_DIR "
+                                "[--n_epochs N [--shorten]]")
     assert lines[2] == "run.py: error: no METHOD given"
     for method in METHODS:
         assert any(line.split()[:1] == [method] and line.endswith(METHOD_SUMMARIES[method])
@@ -273,7 +274,7 @@ def _help(capsys: pytest.CaptureFixture[str]) -> str:
 
 def test_help_names_resume_and_the_per_env_defaults(capsys: pytest.CaptureFixture[str]) -> None:
     text = _help(capsys)
-    assert "python run.py resume --snapshot_dir RUN_DIR [--n_epochs N]" in text
+    assert "python run.py resume --snapshot_dir RUN_DIR [--n_epochs N [--shorten]]" in text
     assert "configs/ENV.yaml" in text
     lines = text.splitlines()
     header = next(line for line in lines if line.split()[:2] == ["env", "n_epochs"])
