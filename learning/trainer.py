@@ -231,16 +231,15 @@ class Trainer:
             ):
                 for path in self.videos(epoch):
                     self.logger.text(f"video: {path}")
-            small = self._small_state(pending, time.perf_counter() - start)
-            if self.checkpoints is not None and (
-                last or epoch == 0 or self._checkpoint_due(epoch)
-            ):
-                self._last_checkpoint = time.perf_counter()
-                self.checkpoints.submit(epoch, {**small,
-                                                "buffer": self.learner.buffer.state_dict()})
-                self._last_submitted = epoch
-            self._finished = (epoch, small)
-            self.learner.buffer.mark()
+            if self.checkpoints is not None:  # (a run without checkpoints keeps no state)
+                small = self._small_state(pending, time.perf_counter() - start)
+                if last or epoch == 0 or self._checkpoint_due(epoch):
+                    self._last_checkpoint = time.perf_counter()
+                    self.checkpoints.submit(epoch, {**small,
+                                                    "buffer": self.learner.buffer.state_dict()})
+                    self._last_submitted = epoch
+                self._finished = (epoch, small)
+                self.learner.buffer.mark()
         if pending is not None:
             self._write_row(pending, self.evaluation.finish())
         if self.checkpoints is not None:
