@@ -1,10 +1,11 @@
 """The epoch loop: collect, train, evaluate, log, snapshot.
 
-Per epoch, `steps_per_epoch` rounds of (collect one round in lockstep, run the round's gradient
-steps), then an evaluation when `epoch % evaluation_frequency == 0` (and at the last epoch), one
-progress row, and a snapshot of the networks. The first round(s) fill the buffers to
-`min_buffer_size` (see Learner). With a background evaluation, the row of an evaluated epoch is
-written once its evaluation returns (during the next epoch); rows always appear in epoch order.
+Per epoch, `steps_per_epoch` rounds of (collect one round of whole episodes, run the round's
+gradient steps), then an evaluation when `epoch % evaluation_frequency == 0` (and at the last
+epoch), one progress row, and a checkpoint when one is due. The first round(s) fill the buffers
+to `min_buffer_size` (see Learner). With a background evaluation, the row of an evaluated epoch
+is written once its evaluation returns (during the next epoch); rows always appear in epoch
+order. A stop signal ends the run with a checkpoint of the last finished epoch (see `train`).
 """
 
 from __future__ import annotations
