@@ -57,7 +57,8 @@ class EnsembleAdam:
         self._build_views()
 
     def __getstate__(self) -> dict[str, object]:  # copy.deepcopy and pickle: views rebuilt
-        return {k: v for k, v in self.__dict__.items() if k not in ("_p", "_m", "_v", "_s")}
+        views = ("_p", "_m", "_v", "_s", "_whole_p", "_first_step")
+        return {k: v for k, v in self.__dict__.items() if k not in views}
 
     def __setstate__(self, state: dict[str, object]) -> None:
         self.__dict__.update(state)
@@ -77,6 +78,11 @@ class EnsembleAdam:
         self._m = [self._view(self.exp_avg[k], m) for k, m in sl]
         self._v = [self._view(self.exp_avg_sq[k], m) for k, m in sl]
         self._s = [self.steps[k][max(m, 0)] for k, m in sl]
+        # while every member of a parameter has taken the same steps, one call steps whole
+        # parameters (far fewer tensors for the kernel): each first member's count serves all
+        self._whole_p = [p.detach() for p in self.params]
+        self._first_step = [s[0] for s in self.steps]
+        self._uniform = all(bool((s == s[0]).all()) for s in self.steps)
 
     def _grads(self) -> list[torch.Tensor]:
         grads: list[torch.Tensor] = []
@@ -103,10 +109,18 @@ class EnsembleAdam:
         index = self.selected(tasks)
         if index is not None and not index:
             return
-        params, grads, m, v, s = self._p, self._grads(), self._m, self._v, self._s
-        if index is not None:
-            params, grads, m, v, s = ([x[i] for i in index] for x in (params, grads, m, v, s))
-        torch._foreach_add_(s, 1)
+        if index is None and self._uniform:  # the same arithmetic on whole parameters
+            torch._foreach_add_(self.steps, 1)
+            params, grads, m, v, s = (self._whole_p, [p.grad for p in self.params],
+                                      self.exp_avg, self.exp_avg_sq, self._first_step)
+            if any(g is None for g in grads):
+                raise RuntimeError("EnsembleAdam.step needs a gradient for every parameter")
+        else:
+            params, grads, m, v, s = self._p, self._grads(), self._m, self._v, self._s
+            if index is not None:
+                params, grads, m, v, s = ([x[i] for i in index] for x in (params, grads, m, v, s))
+                self._uniform = False
+            torch._foreach_add_(s, 1)
         torch._fused_adam_(
             params, grads, m, v, [], s, lr=self.lr, beta1=self.betas[0], beta2=self.betas[1],
             weight_decay=0.0, eps=self.eps, amsgrad=False, maximize=False,
@@ -126,6 +140,7 @@ class EnsembleAdam:
                 raise ValueError(f"optimizer state {name} does not match the parameters")
             for a, b in zip(mine, saved, strict=True):
                 a.copy_(b)
+        self._uniform = all(bool((s == s[0]).all()) for s in self.steps)
 
 
 def member_views(params: Sequence[torch.Tensor], num_tasks: int

@@ -298,8 +298,10 @@ class Collector:
     def _start_fresh_episodes(self) -> None:
         """Reset the rows left mid-episode (dropped at the end of the last round)."""
         venv = self.venv
-        for k in np.flatnonzero(venv.steps_in_episode > 0):
-            venv.obs = venv.obs.copy()
+        rows = np.flatnonzero(venv.steps_in_episode > 0)
+        if len(rows):
+            venv.obs = venv.obs.copy()  # a new array: callers may hold the previous one
+        for k in rows:
             venv.obs[k] = venv.envs[k].reset()[0]
             venv.steps_in_episode[k] = 0
             self.tracker.discard(int(k))
