@@ -163,7 +163,9 @@ class BackgroundEvaluation:
         self.check: Callable[[], None] | None = None
 
     def start(self, epoch: int) -> None:
-        weights = {name: {k: v.detach().clone() for k, v in m.state_dict().items()}
+        # numpy arrays are pickled by value; tensors would be shared through file descriptors
+        # served by a helper thread, which prints a traceback if the worker is killed mid-way
+        weights = {name: {k: v.detach().numpy() for k, v in m.state_dict().items()}
                    for name, m in self.modules.items()}
         self._conn.send((epoch, weights))
         self._waiting = True
@@ -215,7 +217,8 @@ def serve_evaluations(conn: Any, evaluation: InlineEvaluation,
         epoch, weights = request
         try:
             for name, module in modules.items():
-                module.load_state_dict(weights[name])
+                module.load_state_dict({k: torch.from_numpy(v)
+                                        for k, v in weights[name].items()})
             evaluation.start(epoch)
             conn.send(("ok", evaluation.finish()))
         except Exception:  # report, keep serving: the trainer decides what to do
