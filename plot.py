@@ -152,6 +152,8 @@ class Run:
     columns: dict[str, np.ndarray] = field(repr=False)
     #: RESULT_KEYS -> the value as text (see setting_text), except method and env
     settings: dict[str, str] = field(default_factory=dict)
+    #: config.yaml's n_epochs (the planned length), None when missing
+    n_epochs: int | None = None
 
     @property
     def num_rows(self) -> int:
@@ -259,6 +261,7 @@ def load_run(path: str) -> Run:
         if key not in columns:
             raise RunError(f"progress.csv has no {key} column")
     num_tasks = config.get("num_tasks")
+    n_epochs = config.get("n_epochs")
     return Run(
         path=path,
         method=str(config["method"]),
@@ -267,6 +270,7 @@ def load_run(path: str) -> Run:
         num_tasks=int(num_tasks) if isinstance(num_tasks, int) else None,
         columns=columns,
         settings=result_settings(config, columns[STEPS]),
+        n_epochs=int(n_epochs) if isinstance(n_epochs, int) else None,
     )
 
 
@@ -780,9 +784,10 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._+-]+", "-", text).strip("-") or "x"
 
 
-def save(fig: Figure, out_dir: str, stem: str) -> list[str]:
+def save(fig: Figure, out_dir: str, stem: str,
+         exts: Sequence[str] = ("png", "pdf")) -> list[str]:
     paths = []
-    for ext in ("png", "pdf"):
+    for ext in exts:
         path = os.path.join(out_dir, f"{stem}.{ext}")
         metadata = {"CreationDate": None} if ext == "pdf" else None
         try:

@@ -1,0 +1,326 @@
+"""Reproduction report: the final values of finished (and running) runs next to the paper's.
+
+Usage::
+
+    python report.py [RESULTS_DIR] [--out FILE] [--paper CSV]
+
+Reads the runs laid out as `RESULTS_DIR/ENV/METHOD/sSEED/{progress.csv,config.yaml}` (default
+RESULTS_DIR: `results`; folders of any other layout, such as `results/short_runs`, are not read)
+and writes FILE (default `RESULTS_DIR/REPORT.md`): one table row per env, method and evaluated
+policy with the final value as mean +- std over seeds, each seed's value, the seeds that learned
+nothing, the env-step budget and the paper's digitised value (CSV, default
+`results/paper_results.csv` next to this file). It also draws one learning-curve figure per env,
+`RESULTS_DIR/figures/ENV.png` (plot.py's curves, plus the paper's final values). The report states
+how each number is computed. Prints the path written; errors are one `report.py: error: ...` line
+with exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import math
+import os
+import re
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+
+import plot
+
+PROG = "report.py"
+PAPER_CSV = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results",
+                         "paper_results.csv")
+#: the paper's names of the envs
+ENV_NAMES = {
+    "JacoReachMT5-v1": "Multistage Reacher", "MazeLarge-10-v0": "Maze Navigation",
+    "MetaWorldCDS-v1": "Meta-World CDS", "KitchenMTEasy-v0": "Kitchen",
+    "MetaWorldMT10-v2": "Meta-World MT10", "MetaWorldMT50-v2": "Meta-World MT50",
+    "Walker2dMT4-v0": "Walker2D",
+}
+BUDGET_NOTE = "[^budget]"
+
+
+class ReportError(Exception):
+    """A problem that stops the report (one line, exit code 2)."""
+
+
+@dataclass
+class Paper:
+    success: float  # percent
+    env_steps: float
+    note: str
+
+
+@dataclass
+class Row:
+    """One table row: a group of runs (seeds) and one evaluated policy."""
+
+    env: str
+    name: str  # the group's name (plot.group_runs): its method, plus differing settings
+    method: str
+    requested: str  # the policy asked of plot.evaluation_column: "mixture" or "own"
+    shows: str  # what the values show: plot.MIXTURE_SHOWN or plot.OWN_SHOWN
+    success: bool  # a success rate (in percent) rather than a return
+    finals: list[tuple[str, float]]  # (seed, final value)
+    nothing: int  # seeds with success exactly 0 at every evaluation of the final window
+    budget: float  # the smallest over seeds of TotalEnvSteps at the last row
+    progress: str  # "" or "(in progress: epoch E of N)"
+
+
+def _warn(message: str) -> None:
+    print(f"{PROG}: warning: {message}", file=sys.stderr)
+
+
+def load_paper(path: str) -> dict[tuple[str, str], Paper]:
+    """(env, method) -> the paper's value, from a CSV whose lines starting with # are comments."""
+    try:
+        with open(path, newline="") as f:
+            lines = [line for line in f if not line.lstrip().startswith("#")]
+        return {(row["env"], row["method"]): Paper(float(row["paper_success"]),
+                                                    float(row["paper_env_steps"]),
+                                                    row.get("note") or "")
+                for row in csv.DictReader(lines)}
+    except OSError as error:
+        raise ReportError(f"cannot read {path}: {error.strerror}") from None
+    except (KeyError, TypeError, ValueError) as error:
+        raise ReportError(f"{path}: malformed ({type(error).__name__}: {error})") from None
+
+
+def find_runs(results_dir: str) -> list[plot.Run]:
+    """The runs at RESULTS_DIR/ENV/METHOD/sSEED, by env, method and seed number; unreadable ones
+    are skipped with a warning."""
+    if not os.path.isdir(results_dir):
+        raise ReportError(f"no folder {results_dir}")
+    runs = []
+    for env in sorted(os.scandir(results_dir), key=lambda e: e.name):
+        for method in sorted(os.scandir(env.path), key=lambda e: e.name) if env.is_dir() else []:
+            seeds = os.scandir(method.path) if method.is_dir() else []
+            for seed in sorted(seeds, key=lambda e: (len(e.name), e.name)):
+                files = [os.path.join(seed.path, n) for n in ("progress.csv", "config.yaml")]
+                if not (re.fullmatch(r"s\d+", seed.name) and all(map(os.path.isfile, files))):
+                    continue
+                try:
+                    runs.append(plot.load_run(seed.path))
+                except plot.RunError as error:
+                    _warn(f"skipping {seed.path}: {error}")
+    if not runs:
+        raise ReportError(f"no usable run under {results_dir} (expected "
+                          "ENV/METHOD/sSEED/ folders holding progress.csv and config.yaml)")
+    return runs
+
+
+def final_window(run: plot.Run, column: str) -> np.ndarray:
+    """`column`'s values at the evaluations in the last tenth of the run's E logged epochs (epochs
+    E - ceil(E/10) to E - 1), or at the last evaluation when that stretch has none."""
+    if column not in run.columns:
+        raise plot.RunError(f"no column {column}")
+    epochs, values = run.columns[plot.EPOCH], run.columns[column]
+    evaluated = np.isfinite(epochs) & np.isfinite(values)
+    if not evaluated.any():
+        raise plot.RunError(f"no finite value of {column}")
+    window = evaluated & (epochs >= run.num_epochs - math.ceil(run.num_epochs / 10))
+    if not window.any():
+        window = evaluated & (epochs == epochs[evaluated].max())
+    return values[window]
+
+
+def _budget(run: plot.Run) -> float:
+    steps = run.columns[plot.STEPS]
+    return float(steps[np.isfinite(steps)][-1])
+
+
+def _progress(runs: Sequence[plot.Run]) -> str:
+    """The mark of a group with an unfinished seed (fewer rows than n_epochs), from its least
+    advanced one."""
+    unfinished = [r for r in runs if r.n_epochs is not None and r.num_rows < r.n_epochs]
+    if not unfinished:
+        return ""
+    run = min(unfinished, key=lambda r: r.num_rows)
+    return f"(in progress: epoch {run.num_rows} of {run.n_epochs})"
+
+
+def make_row(env: str, name: str, runs: Sequence[plot.Run], metric: str, policy: str) -> Row:
+    """The row of evaluation metric `metric` (e.g. "SuccessRate") under `policy` for one group."""
+    success = metric.endswith("SuccessRate")
+    finals, nothing, shown = [], 0, set()
+    for run in runs:
+        column, what = plot.evaluation_column(run, metric, policy)
+        try:
+            values = final_window(run, column)
+        except plot.RunError as error:
+            _warn(f"{env} {name} seed {run.seed}: left out of the {policy} row ({error})")
+            continue
+        shown.add(what)
+        finals.append((run.seed, float(values.mean()) * (100.0 if success else 1.0)))
+        nothing += int(success and bool((values == 0).all()))
+    return Row(env, name, plot.group_method(runs), policy, " / ".join(sorted(shown)) or "-",
+               success, finals, nothing, min(_budget(run) for run in runs), _progress(runs))
+
+
+def report_rows(groups: dict[str, dict[str, list[plot.Run]]]) -> list[Row]:
+    """Rows of every env and group: QMP methods get a mixture and an own-policy row."""
+    rows = []
+    for env, named in groups.items():
+        metric, _ = plot.resolve_metric(plot.default_metric(env), None)
+        for name, runs in named.items():
+            policies = plot.POLICIES if plot.is_qmp(plot.group_method(runs)) else ("mixture",)
+            rows += [make_row(env, name, runs, metric, policy) for policy in policies]
+    return rows
+
+
+def env_budget(paper: dict[tuple[str, str], Paper], env: str) -> float | None:
+    """The paper's budget on env (its figure's x-axis end), None when the CSV has no such env."""
+    steps = [value.env_steps for (e, _), value in paper.items() if e == env]
+    return max(steps) if steps else None
+
+
+def steps_text(steps: float) -> str:
+    return f"{steps / 1e6:.4g}M"
+
+
+def _number(value: float) -> str:
+    return f"{value:.1f}".removesuffix(".0")
+
+
+def row_cells(row: Row, paper: dict[tuple[str, str], Paper]) -> list[str]:
+    label, _, _ = plot.method_style(row.method, {})
+    method = f"{label} ({row.name})" + (f" {row.progress}" if row.progress else "")
+    unit = " %" if row.success else " (return)"
+    if row.finals:
+        values = np.array([value for _, value in row.finals])
+        final = f"{values.mean():.1f} ± {values.std(ddof=0):.1f}{unit}"
+    else:
+        final = "no data"
+    seeds = ", ".join(f"s{seed} {_number(value)}" for seed, value in row.finals) or "-"
+    nothing = f"{row.nothing} of {len(row.finals)}" if row.success else "-"
+    budget = steps_text(row.budget)
+    full = env_budget(paper, row.env)
+    if full is not None and row.budget < full:
+        budget += f" of the paper's {steps_text(full)} {BUDGET_NOTE}"
+    value = paper.get((row.env, row.method)) if row.requested == "mixture" else None
+    reference = f"{_number(value.success)} % at {steps_text(value.env_steps)}" if value else "-"
+    return [f"`{row.env}`", method, row.shows, final, seeds, nothing, budget, reference]
+
+
+def mark_paper(fig: Figure, panel: plot.Panel, paper: dict[tuple[str, str], Paper]) -> None:
+    """Draws each method's paper value as a horizontal tick at the paper's budget, in the
+    method's colour, on the figure's one panel."""
+    if not panel.metric.endswith("SuccessRate"):
+        return
+    ax = fig.axes[0]
+    # the x scale draw_panel used: from the longest curve
+    scale, _ = plot._step_scale(max(float(c.x[-1]) for c in panel.curves.values()))
+    marked = False
+    for name in panel.curves:
+        value = paper.get((panel.env, panel.method(name)))
+        if value is not None:
+            _, color, _ = plot.method_style(panel.method(name), {})
+            ax.plot([value.env_steps / scale], [value.success / 100.0], marker="_",
+                    markersize=18, markeredgewidth=3, color=color, linestyle="none")
+            marked = True
+    if marked:
+        tick = Line2D([], [], color="black", marker="_", markersize=12, markeredgewidth=3,
+                      linestyle="none")
+        ax.legend([tick], ["paper's final value (±3 points)"], loc="best",
+                  fontsize="small")
+
+
+def write_figures(groups: dict[str, dict[str, list[plot.Run]]],
+                  paper: dict[tuple[str, str], Paper], out_dir: str) -> dict[str, str]:
+    """env -> the path of its curves figure (plot.py's, with the paper's values marked)."""
+    try:
+        os.makedirs(out_dir, exist_ok=True)
+    except OSError as error:
+        raise ReportError(f"cannot create {out_dir}: {error.strerror}") from None
+    written = {}
+    for panel in plot.build_panels(groups, None, 1):
+        fig = plot.curves_figure([panel], 1)
+        mark_paper(fig, panel, paper)
+        written[panel.env] = plot.save(fig, out_dir, plot._slug(panel.env), exts=("png",))[0]
+    return written
+
+
+def render(rows: Sequence[Row], groups: dict[str, dict[str, list[plot.Run]]],
+           paper: dict[tuple[str, str], Paper], figures: dict[str, str], out_dir: str) -> str:
+    """The text of REPORT.md; figure links are relative to `out_dir`."""
+    lines = [
+        "# Reproduction report", "",
+        "Written by `python report.py`, from the runs in `ENV/METHOD/sSEED/` folders.", "",
+        "- **final**: a run's final value is the mean of `Evaluation/SuccessRate` (own-policy "
+        "rows of QMP methods: `Evaluation/p/SuccessRate`; Walker envs: "
+        "`Evaluation/AverageReturn`) over the evaluations in the last tenth of the run's E logged "
+        "epochs (epochs E - ceil(E/10) to E - 1; the last evaluation if none is there). Success "
+        "in percent. Shown: mean ± std over seeds, std with ddof=0 (population std).",
+        "- **policy**: `mixture` is the Q-switch acting (QMP methods' `Evaluation/` keys); "
+        "`own policy` is each task's own policy (QMP methods' `Evaluation/p/` keys; other methods "
+        "evaluate only their own policy, under `Evaluation/`).",
+        "- **learned nothing**: seeds whose success is exactly 0 at every evaluation of that last "
+        "tenth.",
+        "- **budget**: `TotalEnvSteps` at a run's last row, the smallest over the seeds.",
+        "- **paper**: the last plotted point of the mean curve in the paper's main figure, read "
+        "off the image (±3 points), at the paper's budget (`results/paper_results.csv`); shown "
+        "on each method's `Evaluation/` row (QMP: the mixture row).", "",
+        "## Environments", "",
+    ]
+    for env, named in groups.items():
+        full = env_budget(paper, env)
+        runs = sum(len(group) for group in named.values())
+        reference = (f"paper budget {steps_text(full)} env steps" if full is not None
+                     else "no paper values")
+        figure = (f"; figure: [{os.path.basename(figures[env])}]"
+                  f"({os.path.relpath(figures[env], out_dir)})" if env in figures else "")
+        lines.append(f"- `{env}` ({ENV_NAMES.get(env, env)}): {len(named)} method group"
+                     f"{'s' if len(named) != 1 else ''}, {runs} run{'s' if runs != 1 else ''}, "
+                     f"metric `{plot.default_metric(env)}`; {reference}{figure}")
+    header = ["env", "method", "policy", "final (mean ± std)", "per seed", "learned nothing",
+              "budget (env steps)", "paper"]
+    lines += ["", "## Final values", "", "| " + " | ".join(header) + " |",
+              "|" + "---|" * len(header)]
+    table = [row_cells(row, paper) for row in rows]
+    lines += ["| " + " | ".join(cells) + " |" for cells in table]
+    if any(BUDGET_NOTE in cells[6] for cells in table):
+        lines += ["", f"{BUDGET_NOTE}: budget below the paper's: these runs stopped at fewer env "
+                  "steps than the paper's curves end, so their final values are not measured at "
+                  "the paper's budget."]
+    return "\n".join(lines) + "\n"
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0])
+    parser.add_argument("results_dir", nargs="?", default="results", metavar="RESULTS_DIR",
+                        help="folder of ENV/METHOD/sSEED run folders (default: results)")
+    parser.add_argument("--out", default=None, metavar="FILE",
+                        help="report file (default: RESULTS_DIR/REPORT.md)")
+    parser.add_argument("--paper", default=PAPER_CSV, metavar="CSV",
+                        help="the paper's values (default: results/paper_results.csv)")
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    out = args.out or os.path.join(args.results_dir, "REPORT.md")
+    try:
+        paper = load_paper(args.paper)
+        groups = plot.group_runs(find_runs(args.results_dir))
+        figures = write_figures(groups, paper, os.path.join(args.results_dir, "figures"))
+        text = render(report_rows(groups), groups, paper, figures,
+                      os.path.dirname(os.path.abspath(out)))
+        try:
+            with open(out, "w") as f:
+                f.write(text)
+        except OSError as error:
+            raise ReportError(f"cannot write {out}: {error.strerror}") from None
+    except (ReportError, plot.PlotError) as error:
+        print(f"{PROG}: error: {error}", file=sys.stderr)
+        return 2
+    print(out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
