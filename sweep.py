@@ -1,7 +1,8 @@
 """Run a grid of runs (env x method x seed), here or on a Ray cluster, resumably.
 
     python sweep.py --env ENV [ENV ...] --method M [M ...] --seed S [S ...] [--out DIR]
-                    [--jobs K] [--threads T] [--retries R] [--ray [ADDRESS]] [-- FLAGS]
+                    [--jobs K] [--threads T] [--retries R] [--ray [ADDRESS]]
+                    [--results RESULTS] [-- FLAGS]
 
 Every run has a fixed folder `DIR/ENV/METHOD/sSEED` (default DIR: data/sweep) and is a
 `run.py` process, so calling the same command again carries the grid on: finished runs are
@@ -18,7 +19,10 @@ sees, with this checkout at the same path on every node.
 
 A table of the runs (state, epoch, env steps, last evaluation, ETA) is kept up to date, and a
 summary is printed at the end. Ctrl-C (or SIGTERM) stops every run at its next checkpoint; the
-same command carries on. Each run's output goes to `DIR/ENV/METHOD/sSEED.log`.
+same command carries on. Each run's output goes to `DIR/ENV/METHOD/sSEED.log`. With
+`--results RESULTS`, each finished run's small files (progress.csv and config.yaml, which records
+the commit of the code that ran it) are copied to `RESULTS/ENV/METHOD/sSEED/`, ready to commit;
+a copy there that differs is left as it is, with a warning.
 
 Exit codes: 0 every run finished; 1 a run failed; 2 bad input (nothing started); 128+signal
 when stopped.
@@ -30,7 +34,9 @@ import argparse
 import ctypes
 import datetime
 import fcntl
+import filecmp
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -116,6 +122,8 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
                    help="times a failed run is tried again, resuming (default 1)")
     p.add_argument("--ray", nargs="?", const="", metavar="ADDRESS",
                    help="run on Ray: the cluster at ADDRESS, or a local instance without one")
+    p.add_argument("--results", help="copy each finished run's progress.csv and config.yaml "
+                   "to RESULTS/ENV/METHOD/sSEED")
     p.add_argument("--refresh", type=float, default=2.0,
                    help="seconds between table updates in a terminal (default 2)")
     args = p.parse_args(argv)
@@ -149,7 +157,7 @@ def plan(args: argparse.Namespace) -> list[Run]:
     for seed in dict.fromkeys(args.seed):
         for env in dict.fromkeys(args.env):
             for method in dict.fromkeys(args.method):
-                folder = os.path.join(args.out, env, method, f"s{seed}")
+                folder = os.path.abspath(os.path.join(args.out, env, method, f"s{seed}"))
                 flags = [*args.flags, "--torch_threads", str(args.threads)]
                 try:
                     config = resolve_config([method, f"--env={env}", "--seed", str(seed),
@@ -207,6 +215,24 @@ def set_aside_partial(folder: str) -> str | None:
     aside = folder + ".partial_" + datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     os.rename(folder, aside)
     return aside
+
+
+RESULT_FILES = ("progress.csv", "config.yaml")
+
+
+def export_run(run: Run, results: str) -> str:
+    """Copy a finished run's small files to RESULTS/ENV/METHOD/sSEED; never overwrites a
+    differing copy. Returns what was done, in words."""
+    dest = os.path.join(results, run.env, run.method, f"s{run.seed}")
+    kept = [name for name in RESULT_FILES if os.path.exists(os.path.join(dest, name)) and
+            not filecmp.cmp(os.path.join(run.folder, name), os.path.join(dest, name),
+                            shallow=False)]
+    if kept:
+        return f"warning: {dest} holds a different {' and '.join(kept)}; left as it is"
+    os.makedirs(dest, exist_ok=True)
+    for name in RESULT_FILES:
+        shutil.copyfile(os.path.join(run.folder, name), os.path.join(dest, name))
+    return f"{run.name}: copied {' and '.join(RESULT_FILES)} to {dest}"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -420,7 +446,8 @@ class Stop:
         self.count += 1
 
 
-def run_local(runs: list[Run], jobs: int, retries: int, display: Display) -> int:
+def run_local(runs: list[Run], jobs: int, retries: int, display: Display,
+              finished: Callable[[Run], None]) -> int:
     queue = [r for r in runs if r.state == "queued"]
     active: list[Run] = []
     forwarded = 0
@@ -451,6 +478,7 @@ def run_local(runs: list[Run], jobs: int, retries: int, display: Display) -> int
                 run.code = code
                 if code == 0:
                     run.state = "finished"
+                    finished(run)
                 elif stop.count or code in STOPPED_CODES:
                     run.state = "stopped"
                 elif run.tries <= retries and code != 2:
@@ -506,16 +534,14 @@ def import_ray() -> Any:
     return ray
 
 
-def run_ray(runs: list[Run], address: str, threads: int, retries: int, display: Display
-            ) -> int:
+def run_ray(runs: list[Run], address: str, threads: int, retries: int, display: Display,
+            finished: Callable[[Run], None]) -> int:
     ray = import_ray()
     display.message(f"connecting to Ray {'at ' + address if address else '(a local instance)'}")
     if address:
         ray.init(address=address, log_to_driver=False)
     else:
         ray.init(num_cpus=cpu_count(), include_dashboard=False, log_to_driver=False)
-    for run in runs:
-        run.folder, run.flags = os.path.abspath(run.folder), run.flags
     task = ray.remote(num_cpus=threads, max_retries=retries, retry_exceptions=True)(ray_run)
     refs = {}
     for run in runs:
@@ -531,6 +557,8 @@ def run_ray(runs: list[Run], address: str, threads: int, retries: int, display: 
                     try:
                         run.code = ray.get(ref)
                         run.state = "finished" if run.code == 0 else "stopped"
+                        if run.code == 0:
+                            finished(run)
                     except Exception as error:  # the last try failed
                         run.code, run.state = None, "failed"
                         display.message(f"{run.name} failed: {str(error).splitlines()[-1]}")
@@ -572,19 +600,25 @@ def main(argv: Sequence[str] | None = None, display: Callable[[], Display] | Non
         print(f"{PROG}: error: {error}", file=sys.stderr)
         return 2
     out = display() if display else Display(refresh=args.refresh)
+
+    def finished(run: Run) -> None:
+        if args.results:
+            out.message(export_run(run, args.results))
+
     for run in runs:
         if finished_epochs(run.folder) >= run.n_epochs:
             run.state = "finished"
+            finished(run)
     todo = sum(r.state == "queued" for r in runs)
     if args.ray is not None:
         out.message(f"{len(runs)} runs in {args.out}, {todo} to run on Ray, "
                     f"{args.threads} CPU(s) each")
-        code = run_ray(runs, args.ray, args.threads, args.retries, out)
+        code = run_ray(runs, args.ray, args.threads, args.retries, out, finished)
     else:
         jobs = args.jobs or max(1, cpu_count() // args.threads)
         out.message(f"{len(runs)} runs in {args.out}, {todo} to run, {jobs} at a time, "
                     f"{args.threads} thread(s) each")
-        code = run_local(runs, jobs, args.retries, out)
+        code = run_local(runs, jobs, args.retries, out, finished)
     out.message(summary(runs) + ("" if code == 0 else
                                  "; the same command carries the sweep on"))
     return code

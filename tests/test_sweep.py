@@ -94,11 +94,31 @@ def test_a_grid_runs_then_a_second_call_skips_it(tmp_path: Path) -> None:
     assert _rows(folders[1]) == _reference(tmp_path, "qmp_dnc", 3)
     before = {f: (f / "progress.csv").stat().st_mtime_ns for f in folders}
     logs = {f: Path(str(f) + ".log").read_text() for f in folders}
-    second = _sweep(out, ["dnc_sac", "qmp_dnc"], 3, "--jobs", "2")
+    results = tmp_path / "results"
+    second = _sweep(out, ["dnc_sac", "qmp_dnc"], 3, "--jobs", "2", "--results", str(results))
     assert second.returncode == 0, second.stderr
     assert "0 to run" in second.stdout and "2 runs: 2 finished" in second.stdout
     assert {f: (f / "progress.csv").stat().st_mtime_ns for f in folders} == before
     assert {f: Path(str(f) + ".log").read_text() for f in folders} == logs  # nothing started
+    for f in folders:  # the small files, ready to commit
+        copy = results / ENV / f.parent.name / "s0"
+        assert sorted(p.name for p in copy.iterdir()) == ["config.yaml", "progress.csv"]
+        assert (copy / "progress.csv").read_bytes() == (f / "progress.csv").read_bytes()
+
+
+def test_a_differing_copy_in_results_is_not_overwritten(tmp_path: Path) -> None:
+    folder = tmp_path / "grid" / ENV / "dnc_sac" / "s0"
+    folder.mkdir(parents=True)
+    for name in sweep.RESULT_FILES:
+        (folder / name).write_text(f"the run's {name}\n")
+    run = sweep.Run(ENV, "dnc_sac", 0, str(folder), [], 2)
+    results = tmp_path / "results"
+    assert "copied" in sweep.export_run(run, str(results))
+    assert "copied" in sweep.export_run(run, str(results))  # the same files again: fine
+    (results / ENV / "dnc_sac" / "s0" / "progress.csv").write_text("an earlier run's\n")
+    said = sweep.export_run(run, str(results))
+    assert said.startswith("warning:") and "progress.csv" in said
+    assert (results / ENV / "dnc_sac" / "s0" / "progress.csv").read_text() == "an earlier run's\n"
 
 
 def test_a_longer_request_extends_the_runs(tmp_path: Path) -> None:
