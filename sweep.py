@@ -56,7 +56,9 @@ DEFAULT_THREADS = 2
 MAY_DIFFER = ("log_dir", "torch_threads", "n_epochs", "replay_buffer_size")
 #: exit codes of run.py
 STOPPED_CODES = {128 + int(s) for s in (signal.SIGINT, signal.SIGTERM)}
+NOT_STARTED = -1  # a Ray task that found its stop asked for before it began
 LOCK_WAIT_RAY = 120.0  # seconds a Ray retry waits for the process of the failed try to stop
+STOP_WAIT = 300.0  # seconds the Ray driver waits for its runs to stop at their checkpoints
 
 
 class SweepError(Exception):
@@ -91,6 +93,10 @@ class Run:
     @property
     def lock_path(self) -> str:
         return self.folder + ".lock"
+
+    @property
+    def stop_path(self) -> str:
+        return self.folder + ".stop"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -504,21 +510,22 @@ def exit_code(runs: Sequence[Run], signum: int | None) -> int:
 
 def ray_run(run: Run) -> int:
     """One run as a Ray task: take the folder's lock (waiting for the process of a failed try to
-    stop), run it, raise on failure so that Ray tries again."""
+    stop), run it, raise on failure so that Ray tries again. The driver asks for a stop by
+    writing the run's stop file (on the shared storage): the run then stops at its checkpoint.
+    Returns run.py's exit code, or NOT_STARTED when the stop came first."""
     fd = take_lock(run.lock_path, LOCK_WAIT_RAY)
     if fd is None:
         raise RuntimeError(f"{run.folder} is locked by another process")
-    proc = start_child(run, fd)
     try:
-        while True:
-            try:
-                code = proc.wait(timeout=1.0)
-                break
-            except subprocess.TimeoutExpired:
-                continue
-    except KeyboardInterrupt:  # ray.cancel: stop the run at its checkpoint
-        stop_child(proc, signal.SIGINT)
-        code = proc.wait()
+        if os.path.exists(run.stop_path):
+            return NOT_STARTED
+        proc = start_child(run, fd)
+        asked = False
+        while (code := proc.poll()) is None:
+            if not asked and os.path.exists(run.stop_path):
+                stop_child(proc, signal.SIGINT)
+                asked = True
+            time.sleep(0.5)
     finally:
         os.close(fd)
     if code != 0 and code not in STOPPED_CODES and code != 2:
@@ -544,11 +551,13 @@ def run_ray(runs: list[Run], address: str, threads: int, retries: int, display: 
         ray.init(num_cpus=cpu_count(), include_dashboard=False, log_to_driver=False)
     task = ray.remote(num_cpus=threads, max_retries=retries, retry_exceptions=True)(ray_run)
     refs = {}
-    for run in runs:
-        if run.state == "queued":
-            refs[task.remote(run)] = run
-            run.state = "submitted"
     try:
+        for run in runs:
+            if run.state == "queued":
+                if os.path.exists(run.stop_path):  # left by a driver that died
+                    os.remove(run.stop_path)
+                refs[task.remote(run)] = run
+                run.state = "submitted"
         with Stop() as stop:
             while refs and not stop.count:
                 done, _ = ray.wait(list(refs), timeout=1.0)
@@ -556,33 +565,34 @@ def run_ray(runs: list[Run], address: str, threads: int, retries: int, display: 
                     run = refs.pop(ref)
                     try:
                         run.code = ray.get(ref)
-                        run.state = "finished" if run.code == 0 else "stopped"
-                        if run.code == 0:
-                            finished(run)
                     except Exception as error:  # the last try failed
                         run.code, run.state = None, "failed"
                         display.message(f"{run.name} failed: {str(error).splitlines()[-1]}")
+                        continue
+                    run.state = "finished" if run.code == 0 else "stopped"
+                    if run.code == 0:
+                        finished(run)
                 for run in refs.values():
                     if run.state == "submitted" and is_locked(run.lock_path):
                         run.state = "running"
                 display.update(runs)
-            if stop.count:
+            if stop.count:  # every task still out stops its run, or does not start it
+                for run in refs.values():
+                    with open(run.stop_path, "w") as f:
+                        f.write(f"stop asked by sweep.py at {datetime.datetime.now()}\n")
+                ray.wait(list(refs), num_returns=len(refs), timeout=STOP_WAIT)
                 for ref, run in refs.items():
                     ray.cancel(ref)
-                    run.state = "stopped"
-                wait_unlocked([r for r in refs.values()])
+                    done = finished_epochs(run.folder) >= run.n_epochs
+                    started = os.path.exists(os.path.join(run.folder, "config.yaml"))
+                    run.state = "finished" if done else "stopped" if started else "not started"
     finally:
         ray.shutdown()
+        for run in runs:
+            if os.path.exists(run.stop_path):
+                os.remove(run.stop_path)
     display.update(runs, force=True)
     return exit_code(runs, stop.signum)
-
-
-def wait_unlocked(runs: Sequence[Run], seconds: float = 120.0) -> None:
-    """Until no process holds the runs' locks (they stopped at their checkpoints)."""
-    for run in runs:
-        fd = take_lock(run.lock_path, seconds)
-        if fd is not None:
-            os.close(fd)
 
 
 # ---------------------------------------------------------------------------------------------

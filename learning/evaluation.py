@@ -220,7 +220,11 @@ def serve_evaluations(conn: Any, evaluation: InlineEvaluation,
                 module.load_state_dict({k: torch.from_numpy(v)
                                         for k, v in weights[name].items()})
             evaluation.start(epoch)
-            conn.send(("ok", evaluation.finish()))
+            answer: tuple[str, Any] = ("ok", evaluation.finish())
         except Exception:  # report, keep serving: the trainer decides what to do
-            conn.send(("error", traceback.format_exc()))
+            answer = ("error", traceback.format_exc())
+        try:
+            conn.send(answer)
+        except (BrokenPipeError, OSError):  # the training process is gone (killed)
+            break
     evaluation.close()

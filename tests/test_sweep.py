@@ -253,3 +253,26 @@ def test_a_grid_on_a_local_ray_instance_retries_a_killed_worker(tmp_path: Path) 
     assert _rows(folder) == _reference(tmp_path, "qmp_dnc", epochs, threads=1)
     assert _rows(out / ENV / "dnc_sac" / "s0") == _reference(tmp_path, "dnc_sac", epochs,
                                                              threads=1)
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_a_ray_grid_at_checkpoints(tmp_path: Path) -> None:
+    import ray  # noqa: F401
+
+    out = tmp_path / "grid"
+    cmd = _sweep_cmd(out, ["dnc_sac", "qmp_dnc"], 400, "--ray", "--threads", "1")
+    cmd[cmd.index("--seed") + 1:cmd.index("--seed") + 2] = ["0", "1"]  # 4 runs on 2 CPUs
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    _wait_for_checkpoint(out / ENV / "qmp_dnc" / "s0", 0, proc)
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=300)
+    assert proc.returncode == 130, stderr
+    assert "the same command carries the sweep on" in stdout
+    for method in ("dnc_sac", "qmp_dnc"):
+        folder = out / ENV / method / "s0"
+        log = Path(str(folder) + ".log").read_text()
+        assert "stopped by SIGINT: the checkpoint of epoch" in log
+        assert not _run_pids(folder)
+        assert not (out / ENV / method / "s1").exists()  # queued tasks did not start
+    assert not list(out.rglob("*.stop"))
