@@ -10,10 +10,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+from conftest import TINY_FLAGS
 
 import run
+from learning.checkpoint import checkpoint_paths, load_checkpoint
 
 ROOT = Path(__file__).resolve().parent.parent
 METHODS = ["sac", "mtsac", "dnc_sac", "qmp_dnc", "qmp_sac", "uds_dnc", "qmp_uds_dnc"]
@@ -27,6 +30,32 @@ def _read_progress(log_dir: Path) -> list[dict[str, str]]:
 
 def _run(argv: list[str]) -> int:
     return run.main(argv)
+
+
+def _buffer_columns(log_dir: Path, name: str) -> list[np.ndarray]:
+    """Array `name` of every task's stored transitions, in storage order, from the run's last
+    checkpoint (the tiny runs' buffers never wrap: their capacity is lowered to the run's steps)."""
+    state = load_checkpoint(checkpoint_paths(str(log_dir))[-1])["buffer"]
+    arrays = state["arrays"]
+    if len(arrays[name]) == N:  # per-task buffers
+        return [arrays[name][i].numpy() for i in range(N)]
+    task = arrays["task"][0].numpy()  # one shared buffer: each task's transitions in order
+    return [arrays[name][0].numpy()[task == i] for i in range(N)]
+
+
+def _acting_counts(log_dir: Path, rows: list[dict[str, str]]) -> np.ndarray:
+    """(epochs, N, N): how many of task i's transitions stored in epoch e policy j acted, read
+    from the replay buffer (a record apart from the logged matrix)."""
+    acting = _buffer_columns(log_dir, "acting_policy")
+    counts = np.zeros((len(rows), N, N), dtype=np.int64)
+    for i in range(N):
+        start = 0
+        for e, r in enumerate(rows):
+            steps = int(float(r[f"Train/LocalPolicy{i}/EnvSteps"]))
+            counts[e, i] = np.bincount(acting[i][start:start + steps], minlength=N)
+            start += steps
+        assert start == len(acting[i])
+    return counts
 
 
 @pytest.mark.parametrize("method", METHODS)
@@ -59,15 +88,21 @@ def test_every_method_runs_and_logs(method: str, tiny_flags: list[str], tmp_path
     assert ("Evaluation/p/Task0/SuccessRate" in rows[0]) == qmp
     assert not any(key.startswith("Evaluation/Mixture/") for key in rows[0])
     assert ("Train/LocalPolicy0/Policy1Prob" in rows[0]) == qmp
-    if qmp:
+    if qmp:  # the logged matrix is the share of each task's stored steps acted by policy j
+        acting = _acting_counts(log_dir, rows)
+        assert (acting.sum(2) == 50).all()  # every task's 50 steps of every epoch counted
+        for e, r in enumerate(rows):
+            for i in range(N):
+                for j in range(N):
+                    assert float(r[f"Train/LocalPolicy{i}/Policy{j}Prob"]) == pytest.approx(
+                        acting[e, i, j] / 50), (e, i, j)
+                assert float(r[f"Train/LocalPolicy{i}/MixtureProbs"]) == pytest.approx(
+                    acting[e, i, i] / 50), (e, i)
+        assert (acting[:, ~np.eye(N, dtype=bool)] > 0).any()  # other policies did act
+    if "uds" in method:  # --sharing_quantile 0.5 keeps some of the offered data, not all
         for r in rows:
             for i in range(N):
-                total = sum(float(r[f"Train/LocalPolicy{i}/Policy{j}Prob"]) for j in range(N))
-                assert total == pytest.approx(1.0)
-                assert float(r[f"Train/LocalPolicy{i}/MixtureProbs"]) == pytest.approx(
-                    float(r[f"Train/LocalPolicy{i}/Policy{i}Prob"]))
-    if "uds" in method:
-        assert 0.0 <= float(rows[1]["Train/LocalPolicy0/SharedData"]) <= 1.0
+                assert 0.0 < float(r[f"Train/LocalPolicy{i}/SharedData"]) < 1.0, (r["Epoch"], i)
     assert (log_dir / "config.yaml").exists()
     assert any(p.startswith("checkpoint_epoch") for p in os.listdir(log_dir))
     assert any(name.startswith("events.out.tfevents") for name in os.listdir(log_dir))
@@ -81,12 +116,80 @@ def test_shared_architecture_with_task_id(method: str, tiny_flags: list[str],
     assert len(_read_progress(tmp_path / "r")) == 2
 
 
-def test_options_that_change_the_mixture(tiny_flags: list[str], tmp_path: Path) -> None:
-    assert _run(["qmp_dnc", *tiny_flags, "--qswitch_critic", "min", "--policy_sampling_freq",
-                 "5", "--kl_coeff", "0.1", "--layer_norm", "True",
-                 "--log_dir", str(tmp_path / "r")]) == 0
-    row = _read_progress(tmp_path / "r")[-1]
-    assert math.isfinite(float(row["Train/LocalPolicy0/PolicyKLPenalty"]))
+def _qmp_run(log_dir: Path, *extra: str) -> list[dict[str, str]]:
+    assert _run(["qmp_dnc", *TINY_FLAGS, *extra, "--log_dir", str(log_dir)]) == 0
+    return _read_progress(log_dir)
+
+
+def _mixture(rows: list[dict[str, str]]) -> np.ndarray:
+    """The logged (epochs, N, N) mixture matrices."""
+    return np.array([[[float(r[f"Train/LocalPolicy{i}/Policy{j}Prob"]) for j in range(N)]
+                      for i in range(N)] for r in rows])
+
+
+@pytest.fixture(scope="module")
+def default_qmp(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny qmp_dnc run with every option at its default: what each option is compared with."""
+    log_dir = tmp_path_factory.mktemp("options") / "default"
+    _qmp_run(log_dir)
+    return log_dir
+
+
+def test_qswitch_critic_min_changes_the_mixture(default_qmp: Path, tmp_path: Path) -> None:
+    """Same seed, same initial networks: scoring with min(Q1, Q2) instead of Q1 must change
+    which policies act already in epoch 0 (a flag that never reached the Q-switch would not)."""
+    rows = _qmp_run(tmp_path / "r", "--qswitch_critic", "min")
+    default = _mixture(_read_progress(default_qmp))
+    assert not np.allclose(_mixture(rows)[0], default[0])
+
+
+def _blocks_with_a_switch(log_dir: Path, freq: int) -> int:
+    """How many aligned `freq`-step blocks of the stored 50-step episodes change policy."""
+    switches = 0
+    for acting in _buffer_columns(log_dir, "acting_policy"):
+        blocks = acting.reshape(-1, freq)  # whole episodes of 50 steps, stored from slot 0
+        switches += int((blocks != blocks[:, :1]).any(1).sum())
+    return switches
+
+
+def test_policy_sampling_freq_holds_the_choice_for_k_steps(default_qmp: Path,
+                                                           tmp_path: Path) -> None:
+    """With --policy_sampling_freq 5 a task re-selects only at steps 0, 5, 10, ... of its
+    episode: the stored acting policy is constant over every such block. The default run
+    (re-selecting every step) does switch inside blocks, so the check can fail."""
+    _qmp_run(tmp_path / "r", "--policy_sampling_freq", "5")
+    assert _blocks_with_a_switch(default_qmp, 5) > 0
+    assert _blocks_with_a_switch(tmp_path / "r", 5) == 0
+
+
+def test_kl_coeff_weights_the_dnc_penalty(default_qmp: Path, tmp_path: Path) -> None:
+    """--kl_coeff 0.1 gives every pair (i, j != i) the weight 0.1, so policy i's penalty
+    sum_j 0.1 KL(pi_j || pi_i) is 0.1 (N - 1) times its mean KL to the others, and positive
+    (the policies differ); without the flag there is no penalty at all."""
+    rows = _qmp_run(tmp_path / "r", "--kl_coeff", "0.1")
+    for r in rows:
+        for i in range(N):
+            kl = float(r[f"Train/LocalPolicy{i}/PolicyKL"])
+            assert kl > 0.0
+            assert float(r[f"Train/LocalPolicy{i}/PolicyKLPenalty"]) == pytest.approx(
+                0.1 * (N - 1) * kl, rel=1e-5)
+    assert "Train/LocalPolicy0/PolicyKLPenalty" not in _read_progress(default_qmp)[0]
+
+
+def test_layer_norm_puts_layer_norms_in_the_critics_only(default_qmp: Path,
+                                                         tmp_path: Path) -> None:
+    """--layer_norm True adds a LayerNorm after each hidden layer of the critics (spec: critics
+    only): its parameters are in the checkpoint's critic, not in the policy or the default run."""
+    _qmp_run(tmp_path / "r", "--layer_norm", "True")
+
+    def layer_norm_keys(log_dir: Path, part: str) -> list[str]:
+        sac = load_checkpoint(checkpoint_paths(str(log_dir))[-1])["sac"]
+        # a norm's weight is (members, 1, features), a linear's (members, in >= 2, out)
+        return [k for k, v in sac[part].items() if k.endswith("weight") and v.shape[1] == 1]
+
+    assert len(layer_norm_keys(tmp_path / "r", "critic")) == 2  # TINY_FLAGS: 2 hidden layers
+    assert layer_norm_keys(tmp_path / "r", "policy") == []
+    assert layer_norm_keys(default_qmp, "critic") == []
 
 
 def _without_time(rows: list[dict[str, str]]) -> list[dict[str, str]]:

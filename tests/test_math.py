@@ -214,7 +214,14 @@ def test_ensemble_adam_equals_torch_adam_and_survives_copies() -> None:
             ours.load_state_dict(saved)
     for p, q in zip(ours_p, ref_p, strict=True):
         torch.testing.assert_close(p, q, atol=1e-7, rtol=1e-6)
-    assert [s.tolist() for s in ours.state_dict()["steps"]] == [[6.0], [6.0]]
+    # the moments too: Adam's step hides a constant scale of the gradient, its moments do not
+    state = ours.state_dict()
+    for k, q in enumerate(ref_p):
+        torch.testing.assert_close(state["exp_avg"][k], ref.state[q]["exp_avg"],
+                                   atol=1e-7, rtol=1e-6)
+        torch.testing.assert_close(state["exp_avg_sq"][k], ref.state[q]["exp_avg_sq"],
+                                   atol=1e-7, rtol=1e-6)
+    assert [s.tolist() for s in state["steps"]] == [[6.0], [6.0]]
 
 
 def test_ensemble_adam_skipped_members_equal_separate_adams() -> None:
@@ -242,3 +249,15 @@ def test_ensemble_adam_skipped_members_equal_separate_adams() -> None:
     for i in range(n):
         torch.testing.assert_close(temp.detach()[i], refs[2 * n + i].detach(),
                                    atol=1e-7, rtol=1e-6)
+    # moments and step counts member by member (a scaled gradient would show in the moments)
+    members = [*ours.exp_avg[0].unbind(0), *ours.exp_avg[1].unbind(0)]
+    squares = [*ours.exp_avg_sq[0].unbind(0), *ours.exp_avg_sq[1].unbind(0)]
+    steps = [*ours.steps[0].tolist(), *ours.steps[1].tolist()]
+    for m, (r, opt) in enumerate(zip(refs, ref_opts, strict=True)):
+        ref_state = opt.state.get(r)
+        if ref_state is None:  # never stepped: ours untouched too
+            assert steps[m] == 0 and not members[m].any() and not squares[m].any()
+            continue
+        torch.testing.assert_close(members[m], ref_state["exp_avg"], atol=1e-7, rtol=1e-6)
+        torch.testing.assert_close(squares[m], ref_state["exp_avg_sq"], atol=1e-7, rtol=1e-6)
+        assert steps[m] == float(ref_state["step"])

@@ -66,15 +66,22 @@ def test_qswitch_picks_argmax_and_executes_the_chosen_mean(arch: Architecture,
         np.testing.assert_allclose(actions[0], torch.tanh(means).numpy(), atol=1e-6)
 
 
-def test_qswitch_choices_are_not_trivial() -> None:
-    """Guard for the test above: the random networks must make different tasks choose
-    different policies at least once, or the pairing check would be vacuous."""
-    policy, critic = _nets(Architecture.SEPARATE)
+@pytest.mark.parametrize("arch", [Architecture.SEPARATE, Architecture.MULTIHEAD])
+def test_qswitch_choices_are_not_trivial(arch: Architecture) -> None:
+    """Guard for the test above, on its networks and observations: different tasks must choose
+    different policies, and Q1 and min(Q1, Q2) must disagree on some task's choice, or the
+    pairing check and the critic_choice="min" case would pass for a switch that ignored them."""
+    policy, critic = _nets(arch)
     seen = set()
-    for _ in range(20):
-        chosen, _, _ = _reference_choice(policy, critic, torch.randn(N, OBS) * 2, False)
-        seen.update(chosen.tolist())
+    disagreements = 0
+    for _ in range(5):  # the observations the test above draws after _nets(arch)
+        obs = torch.randn(N, OBS) * 2
+        q1, _, _ = _reference_choice(policy, critic, obs, False)
+        low, _, _ = _reference_choice(policy, critic, obs, True)
+        seen.update(q1.tolist())
+        disagreements += int((q1 != low).sum())
     assert len(seen) > 1
+    assert disagreements > 0
 
 
 def test_qswitch_executes_the_chosen_policys_sampled_action() -> None:

@@ -1,15 +1,26 @@
 """Replay buffers and unsupervised data sharing: batch layouts, min_reward relabelling, the
-Q-quantile filter, and the mixture-matrix normalisation."""
+Q-quantile filter (on real twin critics whose twins and tasks differ, against the spec's rule
+written out here, and wired through a real uds_dnc run), and the mixture-matrix normalisation."""
 
 from __future__ import annotations
+
+import csv
+import math
+from collections.abc import Callable
+from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import pytest
 import torch
+from conftest import TINY_FLAGS
 
+from experiment_utils import resolve_config
+from garage_experiments import build_trainer
 from learning.learner import sharing_weights
-from learning.replay_buffer import MultiTaskReplayBuffer
+from learning.replay_buffer import MultiTaskReplayBuffer, TransitionBatch
 from learning.run_logger import mixture_probabilities
+from learning.task_networks import Architecture, TwinCritic
 
 N = 3
 
@@ -96,25 +107,199 @@ def test_sharing_batch_relabels_other_tasks_with_min_reward() -> None:
         assert (batch.task_ids[i] == i).all()  # task i's networks learn from all of it
 
 
-class _FakeCritic:
-    """Q1(s, a) = s[1] (the stored step index), so thresholds can be computed by hand."""
+SHARE_N, SHARE_OBS, SHARE_ACT, SHARE_B = 4, 3, 2, 16
 
-    def __call__(self, obs: torch.Tensor, actions: torch.Tensor, ids: torch.Tensor
-                 ) -> torch.Tensor:
-        return obs[..., 1].unsqueeze(0).expand(2, *ids.shape)
+
+def _varied_buffer(seed: int = 0) -> MultiTaskReplayBuffer:
+    """SHARE_N tasks of 60 transitions each: obs = (task id, two normal draws), uniform
+    actions, so a random critic's Q values spread out and the filter has something to cut."""
+    rng = np.random.default_rng(seed)
+    buffer = MultiTaskReplayBuffer(SHARE_N, 100, SHARE_OBS, SHARE_ACT, seed=seed)
+    for k in range(SHARE_N):
+        obs = np.concatenate([np.full((60, 1), k), rng.normal(size=(60, SHARE_OBS - 1))], 1)
+        buffer.add(k, obs, rng.uniform(-1, 1, (60, SHARE_ACT)), rng.normal(size=60),
+                   obs + 0.1, np.zeros(60), np.full(60, k))
+    return buffer
+
+
+def _distinct_critic(seed: int = 0) -> TwinCritic:
+    """Real separate twin critics whose twins and tasks differ: every member is its own random
+    draw, and the Q2 heads are negated, so min(Q1, Q2) is far from Q1 and picking the wrong
+    twin or the wrong task's critic changes which transitions pass."""
+    torch.manual_seed(seed)
+    critic = TwinCritic(Architecture.SEPARATE, SHARE_N, SHARE_OBS, SHARE_ACT, [16, 16])
+    with torch.no_grad():
+        critic.net.body[-1].weight[SHARE_N:].neg_()
+        critic.net.body[-1].bias[SHARE_N:].fill_(0.3)
+    return critic
+
+
+def _member_q(critic: TwinCritic, member: int, obs: torch.Tensor, actions: torch.Tensor
+              ) -> np.ndarray:
+    """One ensemble member's Q on (B, d) inputs, by plain matmuls over its own weights (member
+    m < N is Q1 of task m, N + m is Q2 of task m: the layout tests/test_math.py pins)."""
+    linears = [m for m in critic.net.body if hasattr(m, "weight")]
+    with torch.no_grad():
+        h = torch.cat([obs, actions], dim=-1).double()
+        for depth, lin in enumerate(linears):
+            h = h @ lin.weight[member].double() + lin.bias[member, 0].double()
+            if depth < len(linears) - 1:
+                h = h.relu()
+    return h[:, 0].numpy()
+
+
+def _uds_rule(own_q: np.ndarray, shared_q: np.ndarray, quantile: float) -> np.ndarray:
+    """The authors' filter (QMP_SPEC.md 1.6, item 4) written out: with q = 0 share everything,
+    else keep a shared transition when its Q beats the value at index floor(n * q) of
+    [-inf] + sorted(Q on the own batch)."""
+    if quantile == 0.0:
+        return np.ones(len(shared_q))
+    threshold = ([-math.inf, *sorted(own_q.tolist())])[math.floor(len(own_q) * quantile)]
+    return (shared_q > threshold).astype(np.float64)
+
+
+def _expected_weights(critic: TwinCritic, obs: torch.Tensor, actions: torch.Tensor, own: int,
+                      quantile: float, score: Callable[[int], np.ndarray] | None = None
+                      ) -> np.ndarray:
+    """(N, B') weights the UDS rule gives a sharing batch when row i is scored with task i's Q1
+    (or with `score(i)`, the per-sample scores of row i under some other rule)."""
+    rows = []
+    for i in range(obs.shape[0]):
+        q = _member_q(critic, i, obs[i], actions[i]) if score is None else score(i)
+        rows.append(np.concatenate([np.ones(own), _uds_rule(q[:own], q[own:], quantile)]))
+    return np.stack(rows)
 
 
 @pytest.mark.parametrize("quantile", [0.0, 0.25, 0.5, 0.9])
-def test_quantile_filter_by_hand(quantile: float) -> None:
-    batch = _filled_buffer().sample_with_sharing(8, min_reward=0.0)
-    weights, kept = sharing_weights(_FakeCritic(), batch, 8, quantile)  # type: ignore[arg-type]
-    for i in range(N):
-        own_q = sorted(batch.obs[i, :8, 1].tolist())
-        k = int(np.floor(8 * quantile))
-        threshold = -np.inf if k == 0 else own_q[k - 1]
-        expected = [1.0] * 8 + [float(q > threshold) for q in batch.obs[i, 8:, 1].tolist()]
-        assert weights[i].tolist() == expected
-        assert kept[i].item() == pytest.approx(np.mean(expected[8:]))
+def test_quantile_filter_scores_with_the_tasks_own_q1(quantile: float) -> None:
+    """sharing_weights keeps exactly the shared transitions the spec's rule keeps when row i
+    is scored by task i's Q1; scoring with Q2, min(Q1, Q2) or task i+1's Q1 would keep others
+    (checked, so a wrong twin or a wrong task's critic cannot pass)."""
+    buffer, critic = _varied_buffer(), _distinct_critic()
+    batch = buffer.sample_with_sharing(SHARE_B, min_reward=-1.0)
+    weights, kept = sharing_weights(critic, batch, SHARE_B, quantile)
+    expected = _expected_weights(critic, batch.obs, batch.actions, SHARE_B, quantile)
+    np.testing.assert_array_equal(weights.numpy(), expected)
+    np.testing.assert_allclose(kept.numpy(), expected[:, SHARE_B:].mean(1), rtol=1e-6)
+    if quantile == 0.0:
+        return
+    shared = expected[:, SHARE_B:]
+    assert 0.0 < shared.mean() < 1.0  # the filter cuts some, not all
+
+    def q(member: int, i: int) -> np.ndarray:
+        return _member_q(critic, member, batch.obs[i], batch.actions[i])
+
+    wrong_rules: dict[str, Callable[[int], np.ndarray]] = {
+        "Q2": lambda i: q(SHARE_N + i, i),
+        "min(Q1, Q2)": lambda i: np.minimum(q(i, i), q(SHARE_N + i, i)),
+        "next task's Q1": lambda i: q((i + 1) % SHARE_N, i),
+    }
+    for name, rule in wrong_rules.items():
+        other = _expected_weights(critic, batch.obs, batch.actions, SHARE_B, quantile, rule)
+        assert not np.array_equal(other, expected), f"{name} keeps the same transitions"
+
+
+@pytest.mark.parametrize("quantile", [0.25, 0.5, 0.9])
+def test_a_shared_transition_tied_with_the_threshold_is_not_kept(quantile: float) -> None:
+    """The spec keeps Q > threshold, strictly. Offered copies of the own batch tie with it
+    exactly: of B copies, those above the floor(B q)-th smallest pass, B - floor(B q) of them
+    (a >= filter would keep one more)."""
+    critic = _distinct_critic()
+    buffer = _varied_buffer()  # its first SHARE_B transitions of a task are distinct draws
+    obs = torch.from_numpy(buffer.obs[:, :SHARE_B]).repeat(1, 2, 1)
+    batch = TransitionBatch(
+        obs=obs, actions=torch.from_numpy(buffer.actions[:, :SHARE_B]).repeat(1, 2, 1),
+        rewards=torch.zeros(SHARE_N, 2 * SHARE_B), next_obs=obs,
+        terminals=torch.zeros(SHARE_N, 2 * SHARE_B),
+        task_ids=torch.arange(SHARE_N).view(-1, 1).expand(SHARE_N, 2 * SHARE_B))
+    weights, kept = sharing_weights(critic, batch, SHARE_B, quantile)
+    passing = SHARE_B - math.floor(SHARE_B * quantile)
+    assert weights[:, SHARE_B:].sum(1).tolist() == [passing] * SHARE_N
+    np.testing.assert_allclose(kept.numpy(), passing / SHARE_B)
+
+
+class _RecordedUpdate(NamedTuple):
+    batch: TransitionBatch
+    expected: np.ndarray  # weights by the spec's rule with the critic of that moment
+    tasks: np.ndarray | None
+
+
+def _uds_run(quantile: float, tmp_path: Path) -> tuple[list[_RecordedUpdate], list[int],
+                                                      list[dict[str, str]]]:
+    """A tiny real uds_dnc run on PointReachMT4-v0 built from the command line's flags. Every
+    update's batch is recorded together with the weights the spec's rule gives it with the
+    critic as it is then; returns the records, the record count at the end of each epoch's
+    round, and progress.csv."""
+    log_dir = tmp_path / f"uds_q{quantile}"
+    log_dir.mkdir()
+    config = resolve_config(["uds_dnc", "--env=PointReachMT4-v0", *TINY_FLAGS,
+                             "--sharing_quantile", str(quantile)])
+    trainer = build_trainer(config, str(log_dir), stdout=False)
+    sac, learner = trainer.learner.sac, trainer.learner
+    records: list[_RecordedUpdate] = []
+    rounds: list[int] = []
+    update, train_round = sac.update, learner.train_round
+
+    def recording_update(batch: TransitionBatch, kl_obs: torch.Tensor | None = None,
+                         tasks: np.ndarray | None = None) -> None:
+        expected = _expected_weights(sac.critic, batch.obs, batch.actions,
+                                     learner.buffer_batch_size, quantile)
+        records.append(_RecordedUpdate(batch, expected, tasks))
+        update(batch, kl_obs, tasks)
+
+    def recording_round(*args: object, **kwargs: object) -> None:
+        train_round(*args, **kwargs)  # type: ignore[arg-type]
+        rounds.append(len(records))
+
+    sac.update = recording_update  # type: ignore[method-assign]
+    learner.train_round = recording_round  # type: ignore[method-assign]
+    try:
+        trainer.train()
+    finally:
+        trainer.close()
+    with open(log_dir / "progress.csv") as f:
+        return records, rounds, list(csv.DictReader(f))
+
+
+def test_uds_run_relabels_and_filters_as_the_spec_says(tmp_path: Path) -> None:
+    """Through the real builder: shared rewards carry PointReach's documented min_reward (-1),
+    every update's weights are the spec's rule on task i's Q1, some but not all shared
+    transitions pass at quantile 0.5, and the logged SharedData is the epoch's kept share."""
+    records, rounds, rows = _uds_run(0.5, tmp_path)
+    own = 8  # TINY_FLAGS' --buffer_batch_size
+    assert records and len(rows) == len(rounds) == 2
+    for record in records:
+        assert record.batch.obs.shape[:2] == (4, own + 3 * (own // 3))
+        assert (record.batch.rewards[:, own:] == -1.0).all()  # README: PointReach min_reward -1
+        assert record.batch.weights is not None
+        np.testing.assert_array_equal(record.batch.weights.numpy(), record.expected)
+    kept = np.stack([r.expected[:, own:].mean(1) for r in records])  # (updates, N)
+    assert 0.0 < kept.mean() < 1.0
+    start = 0
+    for row, end in zip(rows, rounds, strict=True):
+        assert all(r.tasks is None for r in records[start:end])  # every task steps: plain mean
+        for i in range(4):
+            assert float(row[f"Train/LocalPolicy{i}/SharedData"]) == pytest.approx(
+                kept[start:end, i].mean(), rel=1e-6)
+        start = end
+
+
+def test_sharing_quantile_flag_changes_what_is_kept(tmp_path: Path) -> None:
+    """The same seed gives the same first batch and critic, so the first update's kept set must
+    shrink strictly as --sharing_quantile grows: 0 keeps everything, 0.9 a strict subset of 0.5's
+    (a flag that did not reach the filter would keep the same set)."""
+    first = {q: _uds_run(q, tmp_path)[0][0] for q in (0.0, 0.5, 0.9)}
+    own = 8
+    for q in (0.5, 0.9):
+        torch.testing.assert_close(first[q].batch.obs, first[0.0].batch.obs)
+    masks = {}
+    for q, record in first.items():  # what the product kept, not what the rule says
+        assert record.batch.weights is not None
+        masks[q] = record.batch.weights[:, own:].numpy().astype(bool)
+    assert masks[0.0].all()
+    assert (masks[0.5] <= masks[0.0]).all() and masks[0.5].sum() < masks[0.0].sum()
+    assert (masks[0.9] <= masks[0.5]).all() and masks[0.9].sum() < masks[0.5].sum()
+    assert masks[0.9].any()
 
 
 def test_memory_estimate_counts_every_array() -> None:
@@ -123,8 +308,11 @@ def test_memory_estimate_counts_every_array() -> None:
     assert MultiTaskReplayBuffer.bytes_needed(2, 10, 5, 3) == sum(a.nbytes for a in arrays)
 
 
-def test_mixture_rows_sum_to_one() -> None:
-    counts = np.array([[5, 3, 2], [0, 10, 0], [1, 1, 8]])
+def test_mixture_matrix_is_each_rows_share_of_its_own_steps() -> None:
+    """(i, j) = the share of task i's steps acted by policy j: divided by row i's total (not
+    the column's or the grand total), and a task with no steps is NaN, not 0 or a uniform row."""
+    counts = np.array([[5, 3, 2], [0, 10, 0], [1, 1, 8], [0, 0, 0]])
     probs = mixture_probabilities(counts)
-    np.testing.assert_allclose(probs.sum(1), 1.0)
-    assert probs[0].tolist() == [0.5, 0.3, 0.2]
+    expected = np.array([[0.5, 0.3, 0.2], [0.0, 1.0, 0.0], [0.1, 0.1, 0.8],
+                         [np.nan, np.nan, np.nan]])
+    np.testing.assert_allclose(probs, expected)

@@ -76,6 +76,23 @@ def _copy_member(src: TaskPolicy | TwinCritic, dst: TaskPolicy | TwinCritic, k: 
             pd.copy_(ps[groups])
 
 
+def _assert_same_gradients(batched: MultiTaskSAC, single: MultiTaskSAC, k: int, n: int) -> None:
+    """Task k's gradients of the last update (left in `.grad`, before the optimizer used them)
+    are those of its single-task SAC. Adam's step is invariant to a constant scale of the
+    gradient, so comparing parameters after Adam alone would let a batched loss that is, say,
+    a mean over tasks instead of a sum pass; the gradients themselves do not."""
+    for name in ("policy", "critic"):
+        rows = [k] if name == "policy" else [k, n + k]
+        whole = getattr(batched, name).parameters()
+        part = getattr(single, name).parameters()
+        for pw, ps in zip(whole, part, strict=True):
+            assert pw.grad is not None and ps.grad is not None, name
+            torch.testing.assert_close(pw.grad[rows], ps.grad, atol=1e-6, rtol=1e-4, msg=name)
+    assert batched.log_alpha.grad is not None and single.log_alpha.grad is not None
+    torch.testing.assert_close(batched.log_alpha.grad[k:k + 1], single.log_alpha.grad,
+                               atol=1e-7, rtol=1e-5)
+
+
 #: which tasks step in each update: the original's sampler gives tasks unequal step counts, and
 #: the batched update then steps only the tasks with steps left
 MASKS = [None, [True, False, True], [False, True, True], [True, False, False], None]
@@ -84,8 +101,9 @@ MASKS = [None, [True, False, True], [False, True, True], [True, False, False], N
 @pytest.mark.parametrize("masked", [False, True])
 def test_batched_update_equals_independent_single_task_updates(no_noise: None, masked: bool
                                                                ) -> None:
-    """The batched update equals N separately built single-task SACs; a task left out of an
-    update gets no Adam step, no Polyak update and no statistics (its single SAC skips it)."""
+    """The batched update equals N separately built single-task SACs, gradient for gradient
+    before every optimizer step and parameter for parameter after; a task left out of an update
+    gets no Adam step, no Polyak update and no statistics (its single SAC skips it)."""
     torch.manual_seed(0)
     n, obs_dim, act_dim, b = 3, 4, 2, 8
     config = SACConfig(lr=1e-2)
@@ -117,6 +135,7 @@ def test_batched_update_equals_independent_single_task_updates(no_noise: None, m
                 rewards=batch.rewards[k:k + 1], next_obs=batch.next_obs[k:k + 1],
                 terminals=batch.terminals[k:k + 1], task_ids=torch.zeros(1, b, dtype=torch.long),
             ))
+            _assert_same_gradients(batched, single, k, n)
     for k, single in enumerate(singles):
         for name, mod in (("policy", "policy"), ("critic", "critic"),
                           ("target", "target_critic")):
@@ -158,18 +177,42 @@ def test_kl_penalty_by_hand(no_noise: None) -> None:
     assert stats["PolicyKLPenalty"][1] == pytest.approx(beta * kl(params[0], params[1]), rel=1e-5)
 
 
-def test_multihead_update_keeps_per_task_temperatures() -> None:
+def test_multihead_update_keeps_per_task_temperatures(no_noise: None) -> None:
+    """Each task's temperature follows its own samples only. With eps = 0 the sampled action is
+    tanh(mean), so log pi is known in closed form and the SAC-family temperature loss
+    -alpha (log pi + target entropy) has the gradient
+    -(1/B) sum_{b of task k} alpha_k (log pi_b - |A|) in log_alpha_k. Task 1's policy is made
+    nearly deterministic (log pi far above the target), so its temperature must rise while
+    task 0's (log pi below the target) falls: one Adam step moves each by lr in that direction;
+    task 2, absent from the batch, keeps its log_alpha."""
     torch.manual_seed(1)
-    n = 3
-    policy = TaskPolicy(Architecture.MULTIHEAD, n, 4, 2, [8])
-    critic = TwinCritic(Architecture.MULTIHEAD, n, 4, 2, [8])
-    sac = MultiTaskSAC(policy, critic, n, 2, SACConfig(temperature_loss="alpha"))
+    n, act, lr = 3, 2, 3e-4
+    policy = TaskPolicy(Architecture.MULTIHEAD, n, 4, act, [8])
+    critic = TwinCritic(Architecture.MULTIHEAD, n, 4, act, [8])
+    with torch.no_grad():  # task 1's log-std head: bias -5, so std ~ 0.007 and log pi ~ +8
+        policy.net.body[-1].bias[..., 2 * act + act:4 * act] = -5.0
+    sac = MultiTaskSAC(policy, critic, n, act, SACConfig(temperature_loss="alpha", lr=lr))
+    start = [0.5, -0.5, 0.2]  # alpha != 1, so d alpha / d log_alpha = alpha is visible
+    with torch.no_grad():
+        sac.log_alpha.copy_(torch.tensor(start))
     ids = torch.tensor([[0, 0, 1, 1, 0, 1]])  # task 2 absent from the batch
-    batch = TransitionBatch(torch.randn(1, 6, 4), torch.zeros(1, 6, 2), torch.zeros(1, 6),
+    batch = TransitionBatch(torch.randn(1, 6, 4), torch.zeros(1, 6, act), torch.zeros(1, 6),
                             torch.randn(1, 6, 4), torch.zeros(1, 6), ids)
+    with torch.no_grad():  # log pi of a = tanh(mean), by torch.distributions
+        mean, log_std = policy(batch.obs, ids)
+        log_pi = (torch.distributions.Normal(mean, log_std.exp()).log_prob(mean)
+                  - torch.log(1 - torch.tanh(mean) ** 2 + 1e-6)).sum(-1)[0]
+    gap = log_pi - act  # log pi + target entropy (-|A|)
+    expected_grad = [-(math.exp(start[k]) * gap[ids[0] == k].sum() / 6).item()
+                     for k in range(n)]
+    assert expected_grad[0] > 0 > expected_grad[1] and expected_grad[2] == 0.0
     sac.update(batch)
-    assert sac.log_alpha[2].item() == 0.0  # untouched: no sample of task 2
-    assert sac.log_alpha[0].item() != 0.0 and sac.log_alpha[1].item() != 0.0
+    assert sac.log_alpha.grad is not None
+    assert sac.log_alpha.grad.tolist() == pytest.approx(expected_grad, rel=1e-5, abs=1e-7)
+    assert sac.log_alpha.tolist() == pytest.approx([start[0] - lr, start[1] + lr, start[2]],
+                                                   rel=0, abs=1e-7)
+    assert sac.stats.means()["LogPi"][:2] == pytest.approx(
+        [log_pi[ids[0] == k].mean().item() for k in range(2)], rel=1e-5)
     assert math.isnan(sac.stats.means()["Qf1Loss"][2])
 
 

@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from learning.autograd_reference import autograd_update
+from learning.distributions import LOG_STD_MAX, LOG_STD_MIN
 from learning.networks import EnsembleMLP
 from learning.replay_buffer import TransitionBatch
 from learning.sac import MultiTaskSAC, SACConfig
@@ -34,8 +35,19 @@ def _build(arch: Architecture, *, layer_norm: bool, temperature_loss: str,
     with torch.no_grad():  # log-stds beyond both clamp bounds on some units, and non-zero alphas
         head = policy.net.body[-1]
         head.weight.mul_(8.0)
+        # every head's first log-std unit shifted down by 20: its values straddle the lower
+        # bound (-20) while the other units straddle the upper one (2)
+        first_log_std = torch.arange(policy.heads) * 2 * ACT + ACT
+        head.bias[..., first_log_std] -= 20.0
         sac.log_alpha.uniform_(-1.0, 1.0)
     return sac
+
+
+def _raw_log_stds(sac: MultiTaskSAC, obs: torch.Tensor) -> torch.Tensor:
+    """The policy's unclamped log-std outputs of every head on obs (G, B, d): (G, B, heads, A)."""
+    with torch.no_grad():
+        out = sac.policy.net(obs)
+    return out.view(*out.shape[:2], sac.policy.heads, 2 * ACT)[..., ACT:]
 
 
 def _batch(sac: MultiTaskSAC, *, weighted: bool, b: int = 7) -> TransitionBatch:
@@ -117,17 +129,26 @@ def test_update_gradients_equal_autograd(arch: Architecture, layer_norm: bool, w
         torch.testing.assert_close(mine, theirs, atol=1e-12, rtol=1e-9)
 
 
-def test_case_grid_reaches_the_clamp_bounds() -> None:
-    """The grid above must exercise the log-std clamp on both sides, or a wrong clamp gradient
-    could pass unnoticed."""
+@pytest.mark.parametrize(("arch", "layer_norm", "weighted", "temperature_loss",
+                          "per_task_temperature", "kl"), CASES)
+def test_case_grid_reaches_the_clamp_bounds(arch: Architecture, layer_norm: bool,
+                                            weighted: bool, temperature_loss: str,
+                                            per_task_temperature: bool, kl: bool,
+                                            float64: None) -> None:
+    """Every case above must exercise the log-std clamp on both sides and inside it on its
+    first batch (the policy sees obs and next_obs), or a wrong clamp gradient at one bound
+    (say, passing gradient below -20) could pass unnoticed."""
     torch.manual_seed(11)
-    sac = _build(Architecture.SEPARATE, layer_norm=False, temperature_loss="log_alpha",
-                 per_task_temperature=True, kl=False)
-    batch = _batch(sac, weighted=False)
-    with torch.no_grad():
-        raw = sac.policy.net(batch.obs)[..., ACT:]
-    assert (raw > 2.0).any() and (raw < 2.0).any()
-    assert (raw.abs() > 20.0).any() or (raw < 0).any()
+    sac = _build(arch, layer_norm=layer_norm, temperature_loss=temperature_loss,
+                 per_task_temperature=per_task_temperature, kl=kl)
+    batch = _batch(sac, weighted=weighted)
+    raw = _raw_log_stds(sac, torch.cat([batch.obs, batch.next_obs], dim=1))
+    if sac.policy.heads > 1:  # only each sample's own head enters the update
+        ids = batch.task_ids.repeat(1, 2)
+        raw = raw.gather(2, ids[..., None, None].expand(*ids.shape, 1, ACT)).squeeze(2)
+    assert (raw > LOG_STD_MAX).any(), "no log-std above the upper clamp bound"
+    assert (raw < LOG_STD_MIN).any(), "no log-std below the lower clamp bound"
+    assert ((raw > LOG_STD_MIN) & (raw < LOG_STD_MAX)).any(), "no log-std inside the clamp"
 
 
 @pytest.mark.parametrize("layer_norm", [False, True])

@@ -7,12 +7,14 @@ import numpy as np
 import pytest
 
 import environments
-from environments.point_reach import GOAL_RADIUS, GOALS, PointReachTaskEnv
+from environments.point_reach import PointReachTaskEnv
 
 
 def test_family_interface() -> None:
     family = environments.make_multitask_env("PointReachMT4-v0", seed=0)
     assert family.num_tasks == 4 and family.horizon == 50 and family.min_reward == -1.0
+    assert family.task_names == ("reach-right-up", "reach-right-down", "reach-left",
+                                 "reach-far-right-sparse")
     assert family.obs_dim == 6 and family.action_dim == 2 and family.network_obs_dim() == 2
     envs = family.make_task_envs(evaluation=False)
     obs = np.stack([env.reset(seed=1)[0] for env in envs])
@@ -39,19 +41,49 @@ def test_gymnasium_make_plays_every_task() -> None:
     assert obs[4] == 1.0
 
 
+#: README "Environments" / the module docstring: goals in task order, success radius 0.15,
+#: task 3 sparse. Written out, not read from environments.point_reach, so that a wrong constant
+#: there fails here.
+DOCUMENTED_GOALS = [(1.0, 0.25), (1.0, -0.25), (-1.0, 0.0), (1.4, 0.0)]
+DOCUMENTED_RADIUS = 0.15
+SPARSE_TASK = 3
+
+
+def _step_at(env: PointReachTaskEnv, pos: np.ndarray) -> tuple[float, bool]:
+    """Reward and success of one zero-action step taken at `pos`."""
+    env.set_position(pos)
+    _, reward, terminated, truncated, info = env.step(np.zeros(2))
+    assert not terminated and not truncated  # success never ends the episode
+    return float(reward), bool(info["success"])
+
+
 @pytest.mark.parametrize("task", range(4))
 def test_success_and_reward_on_and_off_the_goal(task: int) -> None:
+    """Success within 0.15 of the documented goal, not beyond; dense reward exp(-d) - 1, sparse
+    0 inside and -1 outside. The just-inside / just-outside points (0.14, 0.16 in four
+    directions) fail a radius or goal that is off by more than 0.01."""
     env = PointReachTaskEnv(task, seed=0)
-    env.set_position(GOALS[task])
-    _, reward, terminated, truncated, info = env.step(np.zeros(2))
-    assert info["success"] and not terminated and not truncated
-    assert reward == pytest.approx(0.0)
-    far = GOALS[task] + np.array([0.0, 3 * GOAL_RADIUS])
-    env.set_position(far)
-    _, reward, _, _, info = env.step(np.zeros(2))
-    assert not info["success"]
-    d = 3 * GOAL_RADIUS
-    assert reward == pytest.approx(-1.0 if task == 3 else np.exp(-d) - 1.0)
+    goal = np.array(DOCUMENTED_GOALS[task])
+    reward, success = _step_at(env, goal)
+    assert success and reward == pytest.approx(0.0)
+    for direction in ([1.0, 0.0], [-1.0, 0.0], [0.0, 1.0], [0.0, -1.0]):
+        for d, inside in ((DOCUMENTED_RADIUS - 0.01, True), (DOCUMENTED_RADIUS + 0.01, False),
+                          (0.45, False)):
+            reward, success = _step_at(env, goal + d * np.array(direction))
+            assert success == inside, (direction, d)
+            if task == SPARSE_TASK:
+                assert reward == (0.0 if inside else -1.0), (direction, d)
+            else:
+                assert reward == pytest.approx(np.exp(-d) - 1.0, abs=1e-9), (direction, d)
+
+
+def test_only_task_3_is_sparse() -> None:
+    """Between the goals the dense tasks pay exp(-d) - 1 > -1 and the sparse one exactly -1."""
+    for task in range(4):
+        reward, success = _step_at(PointReachTaskEnv(task, seed=0), np.zeros(2))
+        d = float(np.hypot(*DOCUMENTED_GOALS[task]))
+        assert not success
+        assert reward == (-1.0 if task == SPARSE_TASK else pytest.approx(np.exp(-d) - 1.0))
 
 
 def test_dynamics_clip_actions_and_arena() -> None:
