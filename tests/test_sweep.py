@@ -264,7 +264,8 @@ def test_ctrl_c_stops_a_ray_grid_at_checkpoints(tmp_path: Path) -> None:
     cmd[cmd.index("--seed") + 1:cmd.index("--seed") + 2] = ["0", "1"]  # 4 runs on 2 CPUs
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True)
-    _wait_for_checkpoint(out / ENV / "qmp_dnc" / "s0", 0, proc)
+    for method in ("dnc_sac", "qmp_dnc"):  # both running, past their first checkpoint
+        _wait_for_checkpoint(out / ENV / method / "s0", 0, proc)
     proc.send_signal(signal.SIGINT)
     stdout, stderr = proc.communicate(timeout=300)
     assert proc.returncode == 130, stderr
