@@ -196,6 +196,19 @@ def _check_same(run: Run, new: dict[str, Any], old: dict[str, Any]) -> None:
                          f"{new['n_epochs']}; shorten it with run.py resume --shorten")
 
 
+def check_writable(out: str) -> None:
+    """The grid folder can be made and written to (SweepError otherwise, before any run)."""
+    import tempfile
+
+    try:
+        os.makedirs(out, exist_ok=True)
+        with tempfile.TemporaryFile(dir=out):
+            pass
+    except OSError as error:
+        raise SweepError(f"--out {out}: cannot write there ({error.strerror or error})"
+                         ) from None
+
+
 def finished_epochs(folder: str) -> int:
     """Epochs with a row in the folder's progress.csv."""
     return int(read_progress(folder).get("epoch", 0))
@@ -606,6 +619,7 @@ def main(argv: Sequence[str] | None = None, display: Callable[[], Display] | Non
         if args.ray is not None:
             import_ray()
         runs = plan(args)
+        check_writable(args.out)
     except SweepError as error:
         print(f"{PROG}: error: {error}", file=sys.stderr)
         return 2

@@ -221,6 +221,14 @@ def test_bad_input_is_one_line_and_starts_nothing(argv: list[str], message: str,
     assert not (tmp_path / "g").exists()
 
 
+def test_an_unwritable_grid_folder_is_one_line(capsys: pytest.CaptureFixture) -> None:
+    argv = ["--env", ENV, "--method", "dnc_sac", "--seed", "0", "--out", "/proc/grid"]
+    assert sweep.main(argv) == 2
+    err = capsys.readouterr().err
+    assert err == "sweep.py: error: --out /proc/grid: cannot write there (No such file or " \
+        "directory)\n"
+
+
 def test_ray_missing_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                  capsys: pytest.CaptureFixture) -> None:
     monkeypatch.setitem(sys.modules, "ray", None)  # import ray raises ImportError
