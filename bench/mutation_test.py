@@ -1,0 +1,216 @@
+"""Mutation testing of the core: does the suite notice a small wrong change in the code it guards?
+
+Each mutant changes one node of one function (an arithmetic or comparison operator, a sign, a
+number, min/max and argmin/argmax, and/or, True/False), in a private copy of the project's
+tracked files (or of commit --rev: the suite as it was), never in this checkout (runs going on
+here keep their code). The mapped test files then run on the copy with
+`pytest -x`; a failing run kills the mutant, a passing one lets it survive, a run past the time
+limit (3x the unmutated run, at least 30 s) counts as killed by timeout. Survivors are listed with
+file, line and change, for a test to be written or a note of why the mutant is equivalent.
+
+    python bench/mutation_test.py [--targets NAME ...] [--rev COMMIT] [--max K] [--out FILE]
+
+Targets (see TARGETS) name a file, optionally some of its functions, and the tests that guard it.
+The table goes to stdout and, with every survivor, to --out (default bench/results/mutation.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import copy
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@dataclass(frozen=True)
+class Target:
+    path: str
+    functions: tuple[str, ...]  # empty: every function of the file
+    tests: tuple[str, ...]
+
+
+#: what is mutated and which tests must catch it
+TARGETS: dict[str, Target] = {
+    "sac": Target("learning/sac.py", (), ("tests/test_sac_losses.py", "tests/test_sac.py",
+                                          "tests/test_update_gradients.py")),
+    "distributions": Target("learning/distributions.py", (),
+                            ("tests/test_sac_losses.py", "tests/test_math.py")),
+    "qswitch": Target("learning/behaviour.py", (), ("tests/test_qswitch.py",)),
+    "uds": Target("learning/learner.py", (), ("tests/test_replay_and_sharing.py",)),
+    "replay": Target("learning/replay_buffer.py", (), ("tests/test_replay_and_sharing.py",)),
+    "point_reach": Target("environments/point_reach.py", (), ("tests/envs/test_point_reach.py",)),
+}
+
+_BINOPS = {ast.Add: ast.Sub, ast.Sub: ast.Add, ast.Mult: ast.Div, ast.Div: ast.Mult}
+_CMPOPS = {ast.Lt: ast.LtE, ast.LtE: ast.Lt, ast.Gt: ast.GtE, ast.GtE: ast.Gt, ast.Eq: ast.NotEq,
+           ast.NotEq: ast.Eq}
+
+_PAIRS = [("min", "max"), ("minimum", "maximum"), ("argmin", "argmax"), ("amin", "amax")]
+_SWAPPED_ATTRS = {**dict(_PAIRS), **{b: a for a, b in _PAIRS}}
+
+
+@dataclass(frozen=True)
+class Mutant:
+    target: str
+    line: int
+    change: str
+    source: str  # the whole mutated module
+
+
+def _mutations(node: ast.AST) -> Iterator[tuple[str, ast.AST]]:
+    """(description, replacement node) for each way of mutating `node` alone."""
+    if isinstance(node, ast.BinOp) and type(node.op) in _BINOPS:
+        new = copy.copy(node)
+        new.op = _BINOPS[type(node.op)]()
+        yield f"{type(node.op).__name__} -> {type(new.op).__name__}", new
+    elif isinstance(node, ast.Compare) and len(node.ops) == 1 and type(node.ops[0]) in _CMPOPS:
+        new = copy.copy(node)
+        new.ops = [_CMPOPS[type(node.ops[0])]()]
+        yield f"{type(node.ops[0]).__name__} -> {type(new.ops[0]).__name__}", new
+    elif isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
+        yield "-x -> x", node.operand
+    elif isinstance(node, ast.BoolOp):
+        new = copy.copy(node)
+        new.op = ast.Or() if isinstance(node.op, ast.And) else ast.And()
+        yield f"{type(node.op).__name__} -> {type(new.op).__name__}", new
+    elif isinstance(node, ast.Constant) and type(node.value) is bool:
+        yield f"{node.value} -> {not node.value}", ast.Constant(not node.value)
+    elif isinstance(node, ast.Constant) and type(node.value) in (int, float):
+        value = node.value
+        other = value + 1 if isinstance(value, int) else (value * 2 if value else 1.0)
+        yield f"{value!r} -> {other!r}", ast.Constant(other)
+    elif isinstance(node, ast.Attribute) and node.attr in _SWAPPED_ATTRS:
+        new = copy.copy(node)
+        new.attr = _SWAPPED_ATTRS[node.attr]
+        yield f".{node.attr} -> .{new.attr}", new
+    elif isinstance(node, ast.Name) and node.id in ("min", "max"):
+        yield f"{node.id} -> {'max' if node.id == 'min' else 'min'}", ast.Name(
+            "max" if node.id == "min" else "min", node.ctx)
+
+
+class _Replace(ast.NodeTransformer):
+    def __init__(self, old: ast.AST, new: ast.AST) -> None:
+        self.old, self.new = old, new
+
+    def visit(self, node: ast.AST) -> ast.AST:
+        if node is self.old:
+            return self.new
+        return super().visit(node)
+
+
+def mutants(name: str, target: Target, root: str = ROOT) -> list[Mutant]:
+    """Every single-node mutant of the target's functions (annotations left alone)."""
+    with open(os.path.join(root, target.path)) as f:
+        source = f.read()
+    tree = ast.parse(source)
+    nodes = list(ast.walk(tree))  # a fresh parse of `source` walks in the same order
+    position = {id(n): i for i, n in enumerate(nodes)}
+    found = []
+    for func in nodes:
+        if not isinstance(func, ast.FunctionDef | ast.AsyncFunctionDef):
+            continue
+        if target.functions and func.name not in target.functions:
+            continue
+        annotations = [a.annotation for a in ast.walk(func.args)
+                       if isinstance(a, ast.arg) and a.annotation is not None]
+        skip = {id(n) for a in [*annotations, func.returns] if a for n in ast.walk(a)}
+        for node in ast.walk(func):
+            if id(node) not in skip:
+                found += [(func.name, position[id(node)], node.lineno, change, new)
+                          for change, new in _mutations(node)]
+    result = []
+    for func_name, index, line, change, new in found:
+        fresh = ast.parse(source)
+        old = list(ast.walk(fresh))[index]
+        mutated = _Replace(old, ast.copy_location(new, old)).visit(fresh)
+        result.append(Mutant(name, line, f"{func_name}: {change}",
+                             ast.unparse(ast.fix_missing_locations(mutated))))
+    return result
+
+
+def copy_project(dest: str, rev: str | None) -> None:
+    """The tracked files as they are, or as they were at commit `rev`."""
+    if rev is not None:
+        archive = subprocess.run(["git", "-C", ROOT, "archive", rev], capture_output=True,
+                                 check=True).stdout
+        subprocess.run(["tar", "-x", "-C", dest], input=archive, check=True)
+        return
+    files = subprocess.run(["git", "-C", ROOT, "ls-files"], capture_output=True, text=True,
+                           check=True).stdout.split()
+    for rel in files:
+        src = os.path.join(ROOT, rel)
+        if os.path.isfile(src):
+            os.makedirs(os.path.dirname(os.path.join(dest, rel)), exist_ok=True)
+            shutil.copy2(src, os.path.join(dest, rel))
+
+
+def run_tests(workdir: str, tests: tuple[str, ...], timeout: float) -> tuple[bool, float]:
+    """(passed, seconds); a run past `timeout` counts as failed."""
+    start = time.perf_counter()
+    try:
+        done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-x", "-p",
+                               "no:cacheprovider", *tests], cwd=workdir, capture_output=True,
+                              timeout=timeout, env={**os.environ, "MUJOCO_GL": "egl"})
+        passed = done.returncode == 0
+    except subprocess.TimeoutExpired:
+        passed = False
+    return passed, time.perf_counter() - start
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--targets", nargs="+", default=list(TARGETS), choices=list(TARGETS))
+    p.add_argument("--rev", help="mutate and test the project as it was at this commit")
+    p.add_argument("--max", type=int, help="at most this many mutants per target (the first)")
+    p.add_argument("--out", default=os.path.join(ROOT, "bench", "results", "mutation.md"))
+    a = p.parse_args()
+    rows, survivors = [], []
+    with tempfile.TemporaryDirectory() as work:
+        copy_project(work, a.rev)
+        for name in a.targets:
+            target = TARGETS[name]
+            path = os.path.join(work, target.path)
+            with open(path) as f:
+                original = f.read()
+            passed, seconds = run_tests(work, target.tests, timeout=3600)
+            if not passed:
+                raise SystemExit(f"{name}: the tests fail without any mutation; fix them first")
+            limit = max(30.0, 3 * seconds)
+            made = mutants(name, target, work)[:a.max]
+            killed = 0
+            for m in made:
+                with open(path, "w") as f:
+                    f.write(m.source)
+                try:
+                    ok, _ = run_tests(work, target.tests, limit)
+                finally:
+                    with open(path, "w") as f:
+                        f.write(original)
+                killed += not ok
+                if ok:
+                    survivors.append(m)
+                print(f"{'survived' if ok else 'killed  '} {target.path}:{m.line} {m.change}",
+                      flush=True)
+            rows.append((name, target.path, len(made), killed, len(made) - killed))
+    lines = ["| target | file | mutants | killed | survived |", "|---|---|---|---|---|"]
+    lines += [f"| {n} | `{p}` | {m} | {k} | {s} |" for n, p, m, k, s in rows]
+    lines += ["", "Survivors:", ""] + [f"- `{s.target}` line {s.line}: {s.change}"
+                                        for s in survivors]
+    text = "\n".join(lines) + "\n"
+    print(text)
+    os.makedirs(os.path.dirname(a.out), exist_ok=True)
+    with open(a.out, "w") as f:
+        f.write(text)
+
+
+if __name__ == "__main__":
+    main()
