@@ -109,9 +109,12 @@ def test_ties_go_to_the_lowest_index() -> None:
     assert acting[0].tolist() == [0] * N
 
 
-def test_reselection_every_k_steps() -> None:
+@pytest.mark.parametrize("k, steps", [(3, [1, 2, 3, 6]), (2, [1, 3, 2, 4])])
+def test_reselection_every_k_steps(k: int, steps: list[int]) -> None:
+    """k = 2 too: the smallest k that holds at all (a switch that only held for k > 2 passed
+    with k = 3 alone)."""
     policy, critic = _nets(Architecture.SEPARATE, seed=5)
-    switch = QSwitch(policy, critic, sampling_freq=3)
+    switch = QSwitch(policy, critic, sampling_freq=k)
     obs = torch.randn(1, N, OBS)
     _, first = switch.act(obs, np.zeros((1, N), np.int64), True)
     first = first[0]
@@ -119,8 +122,8 @@ def test_reselection_every_k_steps() -> None:
     with torch.no_grad():  # flatten the critic: a re-selecting task now picks policy 0
         for p in critic.parameters():
             p.zero_()
-    # steps 1 and 2 are between selections (hold), steps 3 and 6 are selection steps
-    _, second = switch.act(obs, np.array([[1, 2, 3, 6]]), True)
+    # the first two steps are between selections (hold), the last two are selection steps
+    _, second = switch.act(obs, np.array([steps]), True)
     assert second[0].tolist() == [first[0], first[1], 0, 0]
 
 
@@ -150,3 +153,20 @@ def test_copies_of_the_task_set_act_like_separate_calls(arch: Architecture,
             alone, acting_alone = behaviour.act(obs[r:r + 1], steps[r:r + 1], True)
             np.testing.assert_allclose(together[r], alone[0], atol=1e-6)
             assert acting[r].tolist() == acting_alone[0].tolist()
+
+
+def test_copies_execute_their_chosen_policys_sampled_action() -> None:
+    """Collection with R env copies per task samples: each copy's action is its chosen policy's
+    mean and std with its own noise (the one-copy sampled test cannot see a copy axis mixed up)."""
+    policy, critic = _nets(Architecture.SEPARATE, seed=4)
+    obs = torch.randn(3, N, OBS) * 2
+    expected = [_reference_choice(policy, critic, obs[r], False) for r in range(3)]
+    torch.manual_seed(13)
+    actions, acting = QSwitch(policy, critic).act(obs, np.zeros((3, N), np.int64), False)
+    torch.manual_seed(13)
+    eps = torch.randn(3, N, ACT)
+    assert actions.shape == (3, N, ACT)
+    for r, (chosen, means, log_stds) in enumerate(expected):
+        assert acting[r].tolist() == chosen.tolist()
+        np.testing.assert_allclose(actions[r], torch.tanh(means + log_stds.exp() * eps[r]).numpy(),
+                                   atol=1e-6)
