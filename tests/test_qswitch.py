@@ -170,3 +170,16 @@ def test_copies_execute_their_chosen_policys_sampled_action() -> None:
         assert acting[r].tolist() == chosen.tolist()
         np.testing.assert_allclose(actions[r], torch.tanh(means + log_stds.exp() * eps[r]).numpy(),
                                    atol=1e-6)
+
+
+def test_by_default_every_step_reselects() -> None:
+    policy, critic = _nets(Architecture.SEPARATE, seed=5)
+    switch = QSwitch(policy, critic)
+    obs = torch.randn(1, N, OBS)
+    _, first = switch.act(obs, np.zeros((1, N), np.int64), True)
+    assert first[0].any()
+    with torch.no_grad():  # flatten the critic: a re-selecting task now picks policy 0
+        for p in critic.parameters():
+            p.zero_()
+    _, second = switch.act(obs, np.array([[1, 3, 5, 7]]), True)
+    assert second[0].tolist() == [0] * N
