@@ -754,10 +754,12 @@ def max_env_steps(c: ExperimentConfig, horizon: int) -> int:
 def size_replay_buffers(c: ExperimentConfig, obs_dim: int, action_dim: int, horizon: int
                         ) -> tuple[ExperimentConfig, str | None]:
     """The config with its replay capacity decided, and a line to print when the default was
-    lowered. Default: 1e6 per buffer (one per task, or one shared by the Parameters methods),
-    at most the run's total env steps (with the original's sampler a task's share is not known
-    in advance), and at most what fits in DEFAULT_MEMORY_SHARE of this machine's memory. An
-    explicit value is kept, or refused if it could not fit in MAX_MEMORY_SHARE."""
+    lowered. Default: 1e6 per buffer (one per task, or one shared by the Parameters methods)
+    as the original, at most what fits in DEFAULT_MEMORY_SHARE of this machine's memory. The
+    run's length does not enter: pages are committed only when written, and a run extended by
+    `resume --n_epochs` must keep the capacity a run started that long gets. The note is
+    printed only when the run could hold more than the lowered capacity. An explicit value is
+    kept, or refused if it could not fit in MAX_MEMORY_SHARE."""
     from learning.replay_buffer import MultiTaskReplayBuffer
 
     groups = 1 if c.spec.sampling == "mixed" else c.num_tasks
@@ -772,7 +774,7 @@ def size_replay_buffers(c: ExperimentConfig, obs_dim: int, action_dim: int, hori
                 f"{memory / 2**30:.1f} GiB; lower --replay_buffer_size"
             )
         return c, None
-    capacity = min(DEFAULT_REPLAY_CAPACITY, max_env_steps(c, horizon))
+    capacity = DEFAULT_REPLAY_CAPACITY
     note = None
     if memory is not None:
         per_buffer = MultiTaskReplayBuffer.bytes_needed(1, 1, obs_dim, action_dim) * groups
@@ -784,9 +786,10 @@ def size_replay_buffers(c: ExperimentConfig, obs_dim: int, action_dim: int, hori
                     f"({groups} buffers) do not fit in this machine's "
                     f"{memory / 2**30:.1f} GiB")
             capacity = fits
-            note = (f"replay buffers: {groups} x {capacity:,} transitions (the default 1e6 "
-                    f"lowered to fit {DEFAULT_MEMORY_SHARE:.0%} of this machine's "
-                    f"{memory / 2**30:.1f} GiB; --replay_buffer_size sets it)")
+            if max_env_steps(c, horizon) > fits:
+                note = (f"replay buffers: {groups} x {capacity:,} transitions (the default "
+                        f"1e6 lowered to fit {DEFAULT_MEMORY_SHARE:.0%} of this machine's "
+                        f"{memory / 2**30:.1f} GiB; --replay_buffer_size sets it)")
     return replace(c, replay_buffer_size=capacity), note
 
 

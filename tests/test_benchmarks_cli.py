@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import math
 import os
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -38,21 +39,26 @@ def test_env_defaults_apply_unless_a_flag_is_given() -> None:
 
 
 def test_default_replay_capacity_fits_the_run_and_the_machine() -> None:
-    """1e6 per buffer as the original, at most the run's env steps, at most 40% of memory."""
+    """1e6 per buffer as the original, at most 40% of memory, whatever the run's length (so a
+    run extended by resume keeps the capacity of a run started that long)."""
     mt50 = resolve_config(["qmp_dnc", "--env=MetaWorldMT50-v2"])
     memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     sized, note = size_replay_buffers(mt50, 89, 4, 500)
     per_transition = MultiTaskReplayBuffer.bytes_needed(1, 1, 89, 4)
     expected = min(1_000_000, int(0.4 * memory // (50 * per_transition)))
     assert sized.replay_buffer_size == expected
-    assert (note is not None) == (expected < 1_000_000)
+    assert (note is not None) == (expected < 1_000_000 < max_env_steps(mt50, 500))
     if note is not None:
         assert "lowered" in note and "--replay_buffer_size" in note
+    brief = replace(mt50, n_epochs=1, steps_per_epoch=1, min_buffer_size=100)
+    assert max_env_steps(brief, 500) < 273_000  # too short to fill a lowered capacity: no note
+    assert size_replay_buffers(brief, 89, 4, 500) == (replace(brief, replay_buffer_size=expected),
+                                                      None)
     shared, note = size_replay_buffers(resolve_config(["mtsac", "--env=MetaWorldMT50-v2"]),
                                        89, 4, 500)
     assert shared.replay_buffer_size == 1_000_000 and note is None  # one buffer for all tasks
     short = resolve_config(["dnc_sac", "--env=PointReachMT4-v0", "--n_epochs", "2"])
-    assert size_replay_buffers(short, 2, 2, 50)[0].replay_buffer_size == max_env_steps(short, 50)
+    assert size_replay_buffers(short, 2, 2, 50)[0].replay_buffer_size == 1_000_000
     explicit = resolve_config(["dnc_sac", "--env=PointReachMT4-v0",
                                "--replay_buffer_size", "1234"])
     assert size_replay_buffers(explicit, 2, 2, 50) == (explicit, None)
