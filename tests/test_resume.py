@@ -6,7 +6,9 @@ from __future__ import annotations
 import copy
 import csv
 import os
+import pickle
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -41,43 +43,81 @@ def _rows(log_dir: Path) -> list[dict[str, str]]:
                 for r in csv.DictReader(f)]
 
 
-@pytest.mark.parametrize("copies", ["1", "4"])
-def test_stop_and_resume_in_process_is_exact(copies: str, tmp_path: Path) -> None:
-    # 4 env copies per task: each round's 30 steps per task end with a partial lockstep step
-    flags = [*FLAGS, "--eval_in_background", "False", "--envs_per_task", copies]
-    assert run.main(["qmp_dnc", *flags, "--n_epochs", "5", "--log_dir",
+#: (method, flags): every learner (separate, multihead, UDS), the Q-switch holding a selection
+#: across rounds (k = 7 does not divide a round's 30 steps per task, and episodes last 50 steps),
+#: lockstep copies ending a round on a partial step, and the DnC KL term
+RESUME_CASES = [
+    ("qmp_dnc", ["--envs_per_task", "1"]),
+    ("qmp_dnc", ["--envs_per_task", "4"]),
+    ("qmp_dnc", ["--policy_sampling_freq", "7"]),
+    ("qmp_sac", ["--policy_sampling_freq", "3", "--envs_per_task", "4"]),
+    ("mtsac", []),
+    ("uds_dnc", ["--sharing_quantile", "0.5"]),
+    ("qmp_uds_dnc", ["--sharing_quantile", "0.5", "--policy_sampling_freq", "7"]),
+    ("dnc_sac", ["--kl_coeff", "0.1"]),
+]
+
+#: what legitimately differs between an interrupted run's last checkpoint and the whole run's
+RUN_SPECIFIC = {("config", "log_dir"), ("trainer", "time")}
+
+
+def _final_state(log_dir: Path) -> dict:
+    state = load_checkpoint(checkpoint_paths(str(log_dir))[-1])
+    for section, key in RUN_SPECIFIC:
+        del state[section][key]
+    return state
+
+
+@pytest.mark.parametrize(("method", "extra"), RESUME_CASES,
+                         ids=[f"{m}{''.join(e)}" for m, e in RESUME_CASES])
+def test_stop_and_resume_in_process_is_exact(method: str, extra: list[str],
+                                             tmp_path: Path) -> None:
+    """Stopped after epoch 2 and resumed to 5: the same progress.csv and the same final state
+    (networks, optimizer moments, temperatures, buffers, envs, Q-switch selection, RNGs) as the
+    run never stopped."""
+    flags = [*FLAGS, "--eval_in_background", "False", *extra]
+    assert run.main([method, *flags, "--n_epochs", "5", "--log_dir",
                      str(tmp_path / "whole")]) == 0
-    assert run.main(["qmp_dnc", *flags, "--n_epochs", "2", "--log_dir",
+    assert run.main([method, *flags, "--n_epochs", "2", "--log_dir",
                      str(tmp_path / "parts")]) == 0
     assert run.main(["resume", "--snapshot_dir", str(tmp_path / "parts"),
                      "--n_epochs", "5"]) == 0
     assert _rows(tmp_path / "parts") == _rows(tmp_path / "whole")
     assert len(checkpoint_paths(str(tmp_path / "parts"))) == 1  # only the last is kept
+    whole, parts = _final_state(tmp_path / "whole"), _final_state(tmp_path / "parts")
+    assert parts["learner"]["gradient_steps"] > 0
+    _assert_same(parts, whole)
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("method", ["qmp_dnc", "mtsac"])
+@pytest.mark.parametrize("method", ["qmp_dnc", "mtsac", "qmp_uds_dnc"])
 def test_sigkill_at_a_random_moment_then_resume_is_exact(method: str, tmp_path: Path) -> None:
     """A real process killed with SIGKILL mid-run (evaluation in a background worker)."""
     cmd = [sys.executable, "run.py", method, *FLAGS, "--n_epochs", "7"]
     whole, killed = tmp_path / "whole", tmp_path / "killed"
     subprocess.run([*cmd, "--log_dir", str(whole)], cwd=ROOT, check=True,
                    capture_output=True, timeout=300)
-    proc = subprocess.Popen([*cmd, "--log_dir", str(killed)], cwd=ROOT,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     rng = random.Random(os.getpid())
-    target = rng.randint(0, 4)  # kill after a random epoch's checkpoint, at a random instant
+    target = rng.randint(0, 3)  # kill after a random epoch's checkpoint, at a random instant
+    delay = rng.uniform(0.0, 0.5)
 
     def checkpointed_epoch() -> int:
         paths = checkpoint_paths(str(killed))
         return int(paths[-1][-8:-3]) if paths else -1
 
-    deadline = time.time() + 120
-    while checkpointed_epoch() < target and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.02)
-    time.sleep(rng.uniform(0.0, 0.5))
-    if proc.poll() is not None:
-        pytest.skip("the run finished before it could be killed (machine too fast)")
+    for _ in range(3):  # a run that finished first is started again and killed sooner
+        shutil.rmtree(killed, ignore_errors=True)
+        proc = subprocess.Popen([*cmd, "--log_dir", str(killed)], cwd=ROOT,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.time() + 120
+        while checkpointed_epoch() < target and proc.poll() is None and time.time() < deadline:
+            time.sleep(0.02)
+        time.sleep(delay)
+        if proc.poll() is None:
+            break
+        delay, target = 0.0, 0
+    else:
+        pytest.fail("the run finished three times before it could be killed")
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=30)
     stopped_at = len(_rows(killed))
@@ -166,6 +206,13 @@ def _assert_same(a: object, b: object, where: str = "state") -> None:
         assert torch.equal(a, b), where
     elif isinstance(a, np.ndarray):
         np.testing.assert_array_equal(a, b, err_msg=where)
+    elif isinstance(a, bytes) and a[:1] == b"\x80":  # a pickled env: compare what it holds
+        _assert_same(pickle.loads(a), pickle.loads(b), f"{where}(unpickled)")
+    elif isinstance(a, np.random.Generator):
+        _assert_same(a.bit_generator.state, b.bit_generator.state, f"{where}.state")
+    elif hasattr(a, "__dict__") and not isinstance(a, type):
+        assert type(a) is type(b), where
+        _assert_same(vars(a), vars(b), f"{where}.__dict__")
     else:
         assert a == b or (a != a and b != b), where  # NaN == NaN here
 
