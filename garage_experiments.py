@@ -278,17 +278,25 @@ def _restart(run_dir: str, config: ExperimentConfig, stdout: bool
         return config, _train(trainer, config, run_dir, stdout, stop)
 
 
+#: settings a resume may change: how long the run is and how many threads it uses
+RESUME_MAY_CHANGE = ("n_epochs", "torch_threads")
+
+
 def resume_experiment(run_dir: str, *, n_epochs: int | None = None, shorten: bool = False,
-                      stdout: bool = True) -> tuple[ExperimentConfig, dict[str, Any]]:
+                      torch_threads: int | None = None, stdout: bool = True
+                      ) -> tuple[ExperimentConfig, dict[str, Any]]:
     """Continue a run from its newest checkpoint (`n_epochs` may extend it, or shorten it
-    with `shorten`). A run without a checkpoint starts over; a finished one raises
-    NothingToDo."""
-    config = load_run_config(run_dir)
+    with `shorten`; `torch_threads` changes its threads from now on). A run without a
+    checkpoint starts over; a finished one raises NothingToDo."""
+    if torch_threads is not None and torch_threads < 1:
+        raise ExperimentError("--torch_threads must be positive")
+    config = original = load_run_config(run_dir)
+    threads = {} if torch_threads is None else {"torch_threads": torch_threads}
     paths = checkpoint_paths(run_dir)
     if not paths:
         if n_epochs is not None:
             config = replace(config, n_epochs=n_epochs)
-        return _restart(run_dir, config, stdout)
+        return _restart(run_dir, replace(config, **threads), stdout)
     try:
         state = load_checkpoint(paths[-1])
     except CheckpointError as error:
@@ -297,7 +305,8 @@ def resume_experiment(run_dir: str, *, n_epochs: int | None = None, shorten: boo
         saved = ExperimentConfig(**state["config"]).to_dict()
     except TypeError as error:
         raise ExperimentError(f"{paths[-1]} is not a checkpoint of this version") from error
-    if {**saved, "n_epochs": 0} != {**config.to_dict(), "n_epochs": 0}:
+    unchanged = dict.fromkeys(RESUME_MAY_CHANGE)
+    if {**saved, **unchanged} != {**config.to_dict(), **unchanged}:
         raise ExperimentError(f"{run_dir}/config.yaml does not match its checkpoint; "
                               "refusing to resume with a changed configuration")
     epoch, before = int(state["epoch"]), config.n_epochs
@@ -310,6 +319,7 @@ def resume_experiment(run_dir: str, *, n_epochs: int | None = None, shorten: boo
             raise ExperimentError(f"--n_epochs {n_epochs} would shorten the run from {before} "
                                   "epochs; pass --shorten as well to do that")
         config = replace(config, n_epochs=n_epochs)
+    config = replace(config, **threads)
     done = pending is None or _finished_epochs(run_dir) > int(pending["Epoch"])
     if epoch + 1 >= config.n_epochs and done:
         raise NothingToDo(f"{run_dir} already finished its {config.n_epochs} epochs (0-"
@@ -326,7 +336,7 @@ def resume_experiment(run_dir: str, *, n_epochs: int | None = None, shorten: boo
     with StopSignals() as stop:
         trainer = build_trainer(config, run_dir, stdout=stdout, resume_epoch=resume_epoch)
         trainer.load_state_dict(state)
-        if n_epochs is not None:
+        if config != original:
             save_run_config(run_dir, config)
         append_provenance(run_dir, f"resume from epoch {epoch}")
         return config, _train(trainer, config, run_dir, stdout, stop, resumed=True)

@@ -51,14 +51,15 @@ def _trained(train: Callable[[], Any], log_dir: str) -> tuple[Any, int | None]:
 
 
 def _resume(argv: list[str]) -> int:
-    """`run.py resume --snapshot_dir RUN_DIR [--n_epochs N [--shorten]]`: continue a stopped
-    run from its newest checkpoint."""
+    """`run.py resume --snapshot_dir RUN_DIR [--n_epochs N [--shorten]] [--torch_threads T]`:
+    continue a stopped run from its newest checkpoint."""
     import argparse
 
     class Parser(argparse.ArgumentParser):
         def error(self, message: str) -> None:  # type: ignore[override]
-            raise ExperimentError(message + " (resume takes --snapshot_dir, --n_epochs and "
-                                  "--shorten only; a run's other settings cannot change)")
+            raise ExperimentError(message + " (resume takes --snapshot_dir, --n_epochs, "
+                                  "--shorten and --torch_threads only; a run's other "
+                                  "settings cannot change)")
 
     parser = Parser(prog="run.py resume", allow_abbrev=False,
                     description="Continue a stopped run from its newest checkpoint (a run "
@@ -68,6 +69,10 @@ def _resume(argv: list[str]) -> int:
                         help="train up to this many epochs in total (extends a run)")
     parser.add_argument("--shorten", action="store_true",
                         help="allow --n_epochs below the run's own number of epochs")
+    parser.add_argument("--torch_threads", type=int,
+                        help="torch threads from now on (e.g. on another machine); not a "
+                        "result setting, but the summation order of a few ops may change, so "
+                        "the rest of the run is not bit-identical to one that kept its threads")
     try:
         args = parser.parse_args(argv)
         from garage_experiments import NothingToDo, final_summary, resume_experiment
@@ -75,7 +80,8 @@ def _resume(argv: list[str]) -> int:
         try:
             result, code = _trained(
                 lambda: resume_experiment(args.snapshot_dir, n_epochs=args.n_epochs,
-                                          shorten=args.shorten),
+                                          shorten=args.shorten,
+                                          torch_threads=args.torch_threads),
                 args.snapshot_dir)
         except NothingToDo as done:
             print(f"run.py resume: {done}")

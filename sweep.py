@@ -74,6 +74,7 @@ class Run:
     folder: str
     flags: list[str]  # run.py flags of a new run (besides METHOD, --env, --seed, --log_dir)
     n_epochs: int
+    threads: int  # torch threads, of a new run and of a resumed one from then on
     started_epochs: int | None = None  # n_epochs of the folder's config.yaml, if it has one
     state: str = "queued"
     tries: int = 0
@@ -122,7 +123,8 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     p.add_argument("--jobs", type=int, help="runs at a time, locally (default: CPU cores / "
                    "threads)")
     p.add_argument("--threads", type=int, default=DEFAULT_THREADS,
-                   help=f"torch threads of each new run; CPUs a Ray task asks for "
+                   help=f"torch threads of each run (a resumed run takes them from then "
+                   f"on); CPUs a Ray task asks for "
                    f"(default {DEFAULT_THREADS})")
     p.add_argument("--retries", type=int, default=1,
                    help="times a failed run is tried again, resuming (default 1)")
@@ -170,7 +172,7 @@ def plan(args: argparse.Namespace) -> list[Run]:
                                              "--log_dir", folder, *flags])
                 except ExperimentError as error:
                     raise SweepError(f"{env} {method}: {error}") from None
-                run = Run(env, method, seed, folder, flags, config.n_epochs)
+                run = Run(env, method, seed, folder, flags, config.n_epochs, args.threads)
                 if os.path.exists(os.path.join(folder, "config.yaml")):
                     try:
                         old = load_run_config(folder)
@@ -220,7 +222,8 @@ def launch_command(run: Run) -> list[str]:
     if os.path.exists(os.path.join(run.folder, "config.yaml")):
         extend = ["--n_epochs", str(run.n_epochs)] if run.started_epochs not in (
             None, run.n_epochs) else []
-        return [sys.executable, run_py, "resume", "--snapshot_dir", run.folder, *extend]
+        return [sys.executable, run_py, "resume", "--snapshot_dir", run.folder, *extend,
+                "--torch_threads", str(run.threads)]
     return [sys.executable, run_py, run.method, f"--env={run.env}", "--seed", str(run.seed),
             "--log_dir", run.folder, *run.flags]
 

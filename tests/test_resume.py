@@ -170,6 +170,32 @@ def test_resume_refuses_a_changed_config_and_a_finished_run(
     assert "does not match its checkpoint" in capsys.readouterr().err
 
 
+def test_resume_can_change_the_threads(tmp_path: Path,
+                                      capsys: pytest.CaptureFixture[str]) -> None:
+    """--torch_threads on resume (a run moved to another machine): saved in config.yaml and the
+    checkpoint, and a config.yaml changed so before the next checkpoint still resumes."""
+    log_dir = tmp_path / "r"
+    assert run.main(["dnc_sac", *FLAGS, "--n_epochs", "1", "--eval_in_background", "False",
+                     "--log_dir", str(log_dir)]) == 0
+    try:
+        assert run.main(["resume", "--snapshot_dir", str(log_dir), "--n_epochs", "2",
+                         "--torch_threads", "2"]) == 0
+        assert torch.get_num_threads() == 2
+        assert yaml.safe_load((log_dir / "config.yaml").read_text())["torch_threads"] == 2
+        assert load_checkpoint(checkpoint_paths(str(log_dir))[-1])["config"][
+            "torch_threads"] == 2
+        config = yaml.safe_load((log_dir / "config.yaml").read_text())
+        (log_dir / "config.yaml").write_text(yaml.safe_dump({**config, "torch_threads": 1}))
+        assert run.main(["resume", "--snapshot_dir", str(log_dir), "--n_epochs", "3"]) == 0
+    finally:
+        torch.set_num_threads(1)
+    assert [float(r["Epoch"]) for r in _rows(log_dir)] == [0, 1, 2]
+    capsys.readouterr()
+    assert run.main(["resume", "--snapshot_dir", str(log_dir), "--torch_threads", "0"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--torch_threads must be positive" in err
+
+
 def test_checkpoint_holds_the_buffers_compactly(tmp_path: Path) -> None:
     log_dir = tmp_path / "r"
     assert run.main(["dnc_sac", *FLAGS, "--n_epochs", "1", "--eval_in_background", "False",

@@ -122,7 +122,7 @@ def test_a_differing_copy_in_results_is_not_overwritten(tmp_path: Path) -> None:
     folder.mkdir(parents=True)
     for name in sweep.RESULT_FILES:
         (folder / name).write_text(f"the run's {name}\n")
-    run = sweep.Run(ENV, "dnc_sac", 0, str(folder), [], 2)
+    run = sweep.Run(ENV, "dnc_sac", 0, str(folder), [], 2, 1)
     results = tmp_path / "results"
     assert "copied" in sweep.export_run(run, str(results))
     assert "copied" in sweep.export_run(run, str(results))  # the same files again: fine
@@ -138,6 +138,19 @@ def test_a_longer_request_extends_the_runs(tmp_path: Path) -> None:
     longer = _sweep(out, ["dnc_sac"], 4)
     assert longer.returncode == 0, longer.stderr
     assert _rows(out / ENV / "dnc_sac" / "s0") == _reference(tmp_path, "dnc_sac", 4)
+
+
+def test_a_resumed_run_takes_the_sweeps_threads(tmp_path: Path) -> None:
+    out = tmp_path / "grid"
+    assert _sweep(out, ["dnc_sac"], 1).returncode == 0  # started at the default threads
+    args = sweep.parse_args(["--env", ENV, "--method", "dnc_sac", "--seed", "0", "--out",
+                             str(out), "--threads", "1", "--", *FLAGS, "--n_epochs", "2"])
+    [planned] = sweep.plan(args)
+    assert sweep.launch_command(planned)[2:] == [
+        "resume", "--snapshot_dir", planned.folder, "--n_epochs", "2", "--torch_threads", "1"]
+    assert _sweep(out, ["dnc_sac"], 2, "--threads", "1").returncode == 0
+    config = (out / ENV / "dnc_sac" / "s0" / "config.yaml").read_text()
+    assert "torch_threads: 1\n" in config and len(_rows(out / ENV / "dnc_sac" / "s0")) == 2
 
 
 @pytest.mark.slow
