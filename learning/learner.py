@@ -98,9 +98,7 @@ class Learner:
         min_buffer_size per task (per-task families) or in all (Parameters), as the original."""
         if not self.warming_up():
             return batch_size
-        if self.sampling == "mixed":
-            return max(1, self.min_buffer_size)
-        return max(1, self.min_buffer_size * self.num_tasks)
+        return self.min_buffer_size * (1 if self.sampling == "mixed" else self.num_tasks)
 
     # ------------------------------------------------------------------ training
     def gradient_steps_per_task(self, samples_per_task: np.ndarray) -> np.ndarray:

@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 import torch
 
-from learning.learner import split_gradient_steps
 from learning.replay_buffer import TransitionBatch
 from learning.sac import MultiTaskSAC, SACConfig
 from learning.task_networks import Architecture, TaskPolicy, TwinCritic
@@ -216,13 +215,6 @@ def test_multihead_update_keeps_per_task_temperatures(no_noise: None) -> None:
     assert math.isnan(sac.stats.means()["Qf1Loss"][2])
 
 
-def test_gradient_step_split() -> None:
-    assert split_gradient_steps(1000, np.full(4, 250)).tolist() == [250, 250, 250, 250]
-    assert split_gradient_steps(1000, np.full(3, 7)).tolist() == [333, 333, 333]
-    assert split_gradient_steps(10, np.array([1, 2, 7])).tolist() == [1, 2, 7]
-    assert split_gradient_steps(3, np.array([1, 1, 100])).tolist() == [1, 1, 2]  # max(1, .)
-
-
 @pytest.mark.parametrize("tasks,batch", [(5, 32), (1, 256)])
 def test_thread_count_does_not_change_the_update(tasks: int, batch: int) -> None:
     """Training may switch between 1 and 2 threads (learning.runtime.TrainingThreads): at the
@@ -253,41 +245,3 @@ def test_thread_count_does_not_change_the_update(tasks: int, batch: int) -> None
         torch.set_num_threads(before)
     for one, two in zip(*results, strict=True):
         assert torch.equal(one, two)
-
-
-class _RecordingSAC:
-    """Stands in for MultiTaskSAC: records which tasks each update and target update steps."""
-
-    kl_coeff = None
-
-    def __init__(self) -> None:
-        self.updates: list[list[bool]] = []
-        self.targets: list[list[bool]] = []
-
-    def update(self, batch: TransitionBatch, kl_obs: torch.Tensor | None = None,
-               tasks: np.ndarray | None = None) -> None:
-        self.updates.append([True] * 3 if tasks is None else tasks.tolist())
-
-    def soft_update_targets(self, tasks: np.ndarray | None = None) -> None:
-        self.targets.append([True] * 3 if tasks is None else tasks.tolist())
-
-
-def test_unequal_samples_give_unequal_gradient_steps() -> None:
-    """A round's gradient steps follow each task's samples; update t steps the tasks with more
-    than t steps; a task below min_buffer_size only gets its target updates, as the original."""
-    from learning.learner import Learner
-    from learning.replay_buffer import MultiTaskReplayBuffer
-
-    buffer = MultiTaskReplayBuffer(3, 100, 2, 1, seed=0)
-    for task, size in enumerate([40, 30, 5]):
-        buffer.add(task, np.zeros((size, 2)), np.zeros((size, 1)), np.zeros(size),
-                   np.zeros((size, 2)), np.zeros(size), np.full(size, task))
-    sac = _RecordingSAC()
-    learner = Learner(sac, buffer, sampling="per_task", gradient_steps_per_itr=10,  # type: ignore[arg-type]
-                      buffer_batch_size=4, min_buffer_size=10)
-    learner.train_round(np.array([60, 20, 20]))  # split: 6, 2, 2
-    assert sac.updates == [[True, True, False]] * 2 + [[True, False, False]] * 4
-    assert sac.targets == [[False, False, True]] * 2  # task 2: below min_buffer_size
-    assert learner.gradient_steps == 6
-    assert learner.pop_task_gradient_steps().tolist() == [6, 2, 0]
-    assert learner.pop_task_gradient_steps().tolist() == [0, 0, 0]
