@@ -182,17 +182,18 @@ def copy_project(dest: str, rev: str | None) -> None:
             shutil.copy2(src, os.path.join(dest, rel))
 
 
-def run_tests(workdir: str, tests: tuple[str, ...], timeout: float) -> tuple[bool, float]:
-    """(passed, seconds); a run past `timeout` counts as failed."""
+def run_tests(workdir: str, tests: tuple[str, ...], timeout: float
+              ) -> tuple[bool, float, bool]:
+    """(passed, seconds, timed out); a run past `timeout` counts as failed."""
     start = time.perf_counter()
     try:
         done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-x", "-p",
                                "no:cacheprovider", *tests], cwd=workdir, capture_output=True,
                               timeout=timeout, env={**os.environ, "MUJOCO_GL": "egl"})
-        passed = done.returncode == 0
+        passed, timed_out = done.returncode == 0, False
     except subprocess.TimeoutExpired:
-        passed = False
-    return passed, time.perf_counter() - start
+        passed, timed_out = False, True
+    return passed, time.perf_counter() - start, timed_out
 
 
 def main() -> None:
@@ -220,28 +221,30 @@ def main() -> None:
             if tests != target.tests:  # an older --rev: the tests that existed then
                 print(f"{name}: tests absent at this revision: "
                       f"{sorted(set(target.tests) - set(tests))}", flush=True)
-            passed, seconds = run_tests(work, tests, timeout=3600)
+            passed, seconds, _ = run_tests(work, tests, timeout=3600)
             if not passed:
                 raise SystemExit(f"{name}: the tests fail without any mutation; fix them first")
             limit = max(30.0, 3 * seconds)
             made = mutants(name, target, work)[:a.max]
-            killed = 0
+            killed = timeouts = 0
             for m in made:
                 with open(path, "w") as f:
                     f.write(m.source)
                 try:
-                    ok, _ = run_tests(work, tests, limit)
+                    ok, _, timed_out = run_tests(work, tests, limit)
                 finally:
                     with open(path, "w") as f:
                         f.write(original)
                 killed += not ok
+                timeouts += timed_out
                 if ok:
                     survivors.append(m)
-                print(f"{'survived' if ok else 'killed  '} {target.path}:{m.line} {m.change}",
-                      flush=True)
-            rows.append((name, target.path, len(made), killed, len(made) - killed))
-    lines = ["| target | file | mutants | killed | survived |", "|---|---|---|---|---|"]
-    lines += [f"| {n} | `{p}` | {m} | {k} | {s} |" for n, p, m, k, s in rows]
+                verdict = "survived" if ok else "timeout " if timed_out else "killed  "
+                print(f"{verdict} {target.path}:{m.line} {m.change}", flush=True)
+            rows.append((name, target.path, len(made), killed, timeouts, len(made) - killed))
+    lines = ["| target | file | mutants | killed | of which by timeout | survived |",
+             "|---|---|---|---|---|---|"]
+    lines += [f"| {n} | `{p}` | {m} | {k} | {t} | {s} |" for n, p, m, k, t, s in rows]
     lines += ["", "Survivors:", ""] + [f"- `{s.target}` line {s.line}: {s.change}"
                                         for s in survivors]
     text = "\n".join(lines) + "\n"
