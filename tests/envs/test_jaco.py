@@ -20,10 +20,8 @@ from environments.jaco import (
     GEARS,
     HAND_BODY,
     JOINT_NAMES,
-    NUM_TASKS,
     OBS_DIM,
     SUBGOALS,
-    TARGET_RADIUS,
     TASK_SEQUENCES,
     JacoReachMT5Env,
     JacoReachTaskEnv,
@@ -33,7 +31,21 @@ from environments.jaco import (
 from experiment_utils import env_config
 from learning.env_state import load_env, save_env
 
-REACH_TASKS = [k for k in range(NUM_TASKS) if TASK_SEQUENCES[k] is not None]
+#: the paper's sub-goals S0..S3 (world xyz, metres)
+SPEC_SUBGOALS = np.array([(0.2, 0.3, 0.5), (0.3, 0.0, 0.3), (0.4, -0.3, 0.4), (0.4, 0.3, 0.2)])
+#: sub-goal order of each task (task 4, "stay", has none)
+SPEC_SEQUENCES: list[tuple[int, int, int] | None] = [
+    (0, 1, 2),
+    (0, 1, 3),
+    (1, 3, 2),
+    (1, 2, 0),
+    None,
+]
+REACH_TASKS = [0, 1, 2, 3]
+#: success = hand within this distance of the current target (strictly less)
+SUCCESS_RADIUS = 0.05
+#: radius of the target sphere (a display size, not the success radius)
+TARGET_SPHERE_RADIUS = 0.049
 #: the model's qpos0 (joint refs): joint 5 starts at -2.8, outside its range
 QPOS0 = np.array([0.0, 0.0, 0.0, 0.0, -2.8, 0.0])
 #: hand position at qpos0 and its distances to S0..S3
@@ -58,7 +70,7 @@ def ik_solutions() -> dict[int, np.ndarray]:
     """Joint positions putting the hand on each sub-goal (solved from the reset pose)."""
     model = load_jaco_reach_model()
     out = {}
-    for k, goal in enumerate(SUBGOALS):
+    for k, goal in enumerate(SPEC_SUBGOALS):
         q, err = solve_hand_ik(model, goal, model.qpos0)
         assert err < 1e-3, f"sub-goal S{k} unreachable by IK (left {err:.4f} m)"
         out[k] = q
@@ -114,6 +126,20 @@ def test_family_attributes(family: JacoReachMT5Env) -> None:
         family.make_task_env(0, seed=0, evaluation=False, bogus=1)
 
 
+def test_subgoals_and_task_sequences(family: JacoReachMT5Env) -> None:
+    """The sub-goals and each task's order are the paper's; every env starts on its first one."""
+    np.testing.assert_array_equal(SUBGOALS, SPEC_SUBGOALS)
+    assert list(TASK_SEQUENCES) == SPEC_SEQUENCES
+    for k, env in enumerate(family.get_train_envs()):
+        env.reset(seed=k)
+        if SPEC_SEQUENCES[k] is None:
+            assert env.is_stay
+            continue
+        np.testing.assert_array_equal(env.goals, SPEC_SUBGOALS[list(SPEC_SEQUENCES[k])])
+        np.testing.assert_array_equal(env.target_position, SPEC_SUBGOALS[SPEC_SEQUENCES[k][0]])
+        env.close()
+
+
 def test_model() -> None:
     model = load_jaco_reach_model()
     assert (model.nq, model.nv, model.nu, model.nbody) == (6, 6, 6, 9)
@@ -153,7 +179,7 @@ def test_model() -> None:
     assert model.geom("floor").contype[0] == 1 and model.geom("floor").conaffinity[0] == 1
     assert model.nmesh == 7
     geom = model.geom("target")
-    assert geom.size[0] == pytest.approx(TARGET_RADIUS)
+    assert geom.size[0] == pytest.approx(TARGET_SPHERE_RADIUS)
     assert geom.contype[0] == 0 and geom.conaffinity[0] == 0
     assert model.body_mocapid[model.body("target").id] >= 0
 
@@ -178,7 +204,8 @@ def test_reset_pose_and_zero_action_quirks() -> None:
     mujoco.mj_forward(model, data)
     hand = data.xpos[model.body(HAND_BODY).id]
     np.testing.assert_allclose(hand, RESET_HAND, atol=5e-4)
-    np.testing.assert_allclose(np.linalg.norm(SUBGOALS - hand, axis=1), RESET_DISTANCES, atol=5e-3)
+    distances = np.linalg.norm(SPEC_SUBGOALS - hand, axis=1)
+    np.testing.assert_allclose(distances, RESET_DISTANCES, atol=5e-3)
 
     env = JacoReachTaskEnv(0, seed=0)
     for seed in range(3):
@@ -251,7 +278,7 @@ def test_subgoals_reachable_by_ik(ik_solutions: dict[int, np.ndarray]) -> None:
     for k, q in ik_solutions.items():
         data.qpos[:] = q
         mujoco.mj_forward(model, data)
-        assert np.linalg.norm(data.xpos[model.body(HAND_BODY).id] - SUBGOALS[k]) < 1e-3
+        assert np.linalg.norm(data.xpos[model.body(HAND_BODY).id] - SPEC_SUBGOALS[k]) < 1e-3
         lo, hi = model.jnt_range.T
         assert np.all((lo <= q) & (q <= hi)), f"the IK pose for S{k} leaves the joint limits"
         assert data.ncon == 0, f"the IK pose for S{k} is in collision"
@@ -264,7 +291,7 @@ def run_scripted(env: JacoReachTaskEnv, task: int) -> list[int]:
     The controller aims at an IK solution for the current target (re-solved from the current pose
     whenever the target moves). Joint 2's motor cannot hold the hand at S2 or S3: it swings the
     hand through them."""
-    sequence = SUBGOALS[list(TASK_SEQUENCES[task])]
+    sequence = SPEC_SUBGOALS[list(SPEC_SEQUENCES[task])]
     np.testing.assert_allclose(env.target_position, sequence[0])
     reached: list[int] = []
     goal = q_goal = None
@@ -275,7 +302,7 @@ def run_scripted(env: JacoReachTaskEnv, task: int) -> list[int]:
             assert err < 1e-3
         obs, _, terminated, _, info = env.step(scripted_action(env, q_goal))
         if info["success"]:
-            assert np.linalg.norm(obs[20:23] - goal) < 0.05
+            assert np.linalg.norm(obs[20:23] - goal) < SUCCESS_RADIUS
             reached.append(t)
             stage = min(len(reached), 2)
             np.testing.assert_array_equal(obs[12:15], np.eye(3)[stage])  # in range (bug 11)
@@ -309,20 +336,20 @@ def test_scripted_controller_reaches_subgoals(task: int) -> None:
 def test_success_by_state_and_reward(task: int, ik_solutions: dict[int, np.ndarray]) -> None:
     env = JacoReachTaskEnv(task, seed=0)
     env.reset(seed=0)
-    seq = TASK_SEQUENCES[task]
+    seq = SPEC_SEQUENCES[task]
     for stage in range(3):
         # hand on the current target: success, stage advance, target moves on
         env.set_state(ik_solutions[seq[stage]], stage=stage)
         target_before = env.target_position
-        np.testing.assert_allclose(target_before, SUBGOALS[seq[stage]])
+        np.testing.assert_allclose(target_before, SPEC_SUBGOALS[seq[stage]])
         action = hold_action(env)
         _, reward, terminated, _, info = env.step(action)
         dist = float(np.linalg.norm(env.hand_position - target_before))
-        assert info["success"] and dist < 0.05
+        assert info["success"] and dist < SUCCESS_RADIUS
         assert info["stages_completed"] == env.stage == stage + 1
         assert terminated == (stage == 2)
         if stage < 2:
-            np.testing.assert_allclose(env.target_position, SUBGOALS[seq[stage + 1]])
+            np.testing.assert_allclose(env.target_position, SPEC_SUBGOALS[seq[stage + 1]])
         expected_dist = 0.0 if task == 3 else -dist
         expected_stage = 200.0 if task == 1 else -0.4 * max(3 - (stage + 1), 0)
         expected = expected_dist + expected_stage + control_term(env, action)
@@ -336,15 +363,46 @@ def test_success_by_state_and_reward(task: int, ik_solutions: dict[int, np.ndarr
         env.set_state(ik_solutions[other], stage=stage)
         action = hold_action(env)
         _, reward, terminated, _, info = env.step(action)
-        dist = float(np.linalg.norm(env.hand_position - SUBGOALS[seq[stage]]))
+        dist = float(np.linalg.norm(env.hand_position - SPEC_SUBGOALS[seq[stage]]))
         assert not info["success"] and not terminated and not info["full_success"]
         assert env.stage == stage
-        np.testing.assert_allclose(env.target_position, SUBGOALS[seq[stage]])
+        np.testing.assert_allclose(env.target_position, SPEC_SUBGOALS[seq[stage]])
         expected_dist = 0.0 if task == 3 else -dist
         expected_stage = 0.0 if task == 1 else -0.4 * (3 - stage)
         expected = expected_dist + expected_stage + control_term(env, action)
         expected += -2.0 if task == 1 else 0.0
         assert reward == pytest.approx(expected, abs=1e-9)
+
+
+@pytest.mark.parametrize("task", range(5))
+def test_success_radius_boundary(task: int, ik_solutions: dict[int, np.ndarray]) -> None:
+    """Success is `distance to the target < 0.05`: the hand held 0.045 and 0.0496 m from the
+    current target succeeds, 0.0504 and 0.055 m does not (a 0.049 m radius, the target sphere's,
+    fails the second case)."""
+    env = JacoReachTaskEnv(task, seed=0)
+    env.reset(seed=0)
+    if SPEC_SEQUENCES[task] is None:
+        goal, q_start = env.goals[0], env.data.qpos.copy()
+    else:
+        first = SPEC_SEQUENCES[task][0]
+        goal, q_start = SPEC_SUBGOALS[first], ik_solutions[first]
+    np.testing.assert_array_equal(env.target_position, goal)
+    towards_base = np.array([0.0, 0.0, 0.25]) - goal
+    u = towards_base / np.linalg.norm(towards_base)
+    for offset, inside in ((0.045, True), (0.0496, True), (0.0504, False), (0.055, False)):
+        q, err = solve_hand_ik(env.model, goal + offset * u, q_start, tolerance=1e-5)
+        assert err < 2e-5
+        env.set_state(q, stage=0)
+        _, _, terminated, _, info = env.step(hold_action(env))
+        dist = float(np.linalg.norm(env.hand_position - goal))
+        assert dist == pytest.approx(offset, abs=1.5e-4), (offset, dist)  # the hand stayed put
+        assert info["success"] is inside == (dist < SUCCESS_RADIUS), (offset, dist)
+        assert not terminated
+        if SPEC_SEQUENCES[task] is not None:  # a success advances the stage, a miss does not
+            assert env.stage == int(inside)
+            expected_target = SPEC_SUBGOALS[SPEC_SEQUENCES[task][1]] if inside else goal
+            np.testing.assert_array_equal(env.target_position, expected_target)
+    env.close()
 
 
 def test_action_clipping_in_control_term() -> None:
@@ -372,7 +430,7 @@ def test_stay_task_same_in_train_and_eval(family: JacoReachMT5Env) -> None:
     train_goal = train.goals[0]
     for _ in range(20):
         train.step(np.ones(6, dtype=np.float32))
-    assert np.linalg.norm(train.hand_position - train_goal) > 0.05
+    assert np.linalg.norm(train.hand_position - train_goal) > SUCCESS_RADIUS
     np.testing.assert_array_equal(train.goals[0], train_goal)
     np.testing.assert_array_equal(test.goals[0], test_goal)
     np.testing.assert_array_equal(test.target_position, test_goal)
@@ -385,13 +443,16 @@ def test_stay_task_same_in_train_and_eval(family: JacoReachMT5Env) -> None:
         assert err < 1e-3
         for t in range(90):
             env.set_state(q_goal)
-            _, reward, terminated, _, info = env.step(hold_action(env))
+            action = hold_action(env)
+            _, reward, terminated, _, info = env.step(action)
             assert info["success"], t
             assert info["stages_completed"] == (t + 1) // 30
             assert terminated == (t == 89)
             assert info["full_success"] == (t == 89)
             assert info["reward_stage"] == 0.0
-            assert reward == pytest.approx(info["reward_dist"] + info["reward_ctrl"])
+            # stay reward: distance and control terms only (no stage term, no shift)
+            dist = float(np.linalg.norm(env.hand_position - env.goals[0]))
+            assert reward == pytest.approx(-dist + control_term(env, action), abs=1e-9)
         env.close()
 
 
@@ -408,7 +469,7 @@ def test_stay_task_counts_cumulative_successes_by_state() -> None:
         action = hold_action(env)
         obs, reward, terminated, _, info = env.step(action)
         dist = float(np.linalg.norm(env.hand_position - goal))
-        assert info["success"] == at_goal == (dist < 0.05)
+        assert info["success"] == at_goal == (dist < SUCCESS_RADIUS)
         count += at_goal
         assert info["stages_completed"] == env.stage == count // 30
         stage_slot = min(count // 30, 2)

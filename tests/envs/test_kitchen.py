@@ -40,6 +40,8 @@ OPEN = {
     "top burner": [-0.92, -0.01],
     "light switch": [-0.69, -0.05],
 }
+#: success threshold on the element's distance to its goal, per task
+THRESHOLDS = (0.1, 0.1, 0.1, 0.3, 0.3, 0.3, 0.3, 0.3, 0.3, 0.3)
 
 
 @pytest.fixture(scope="module")
@@ -142,8 +144,7 @@ def test_task_initial_and_goal_values(task_envs: list[KitchenTaskEnv]) -> None:
         env.reset(seed=k)
         # the reset state has the element at its initial values (close/off tasks start open/on)
         np.testing.assert_allclose(env.data.qpos[env.element_indices], env.initial_value)
-        thresh = 0.1 if k in (0, 1, 2) else 0.3
-        assert env.task_spec.threshold == thresh
+        assert env.task_spec.threshold == THRESHOLDS[k]
 
 
 def test_observation_layout(task_envs: list[KitchenTaskEnv], family: KitchenMTEasyEnv) -> None:
@@ -194,6 +195,7 @@ def test_random_steps(task_envs: list[KitchenTaskEnv]) -> None:
             rng.uniform(-1, 1, 9).astype(np.float32)
         )
         assert obs.shape == (70,) and obs.dtype == np.float32
+        # range only (holds by the formula's form); the formula: test_dense_reward_formula
         assert -20.0 <= reward <= 0.0
         assert terminated is False and truncated is False
         assert info["success"] is False
@@ -263,25 +265,43 @@ def test_no_success_from_initial_state(task_envs: list[KitchenTaskEnv]) -> None:
         for _ in range(20):
             _, reward, terminated, _, info = env.step(np.zeros(9, dtype=np.float32))
             assert not info["success"] and not terminated, TASKS[k].name
-            assert -20.0 <= reward < 0.0
+            assert -20.0 <= reward < 0.0  # range only; the formula: test_dense_reward_formula
         assert env.goal_distance() > TASKS[k].threshold + 0.2
+
+
+def place_off_goal(env: KitchenTaskEnv, k: int, offset: float) -> None:
+    """Put the element `offset` from its goal along the driving joint, towards the start."""
+    start, goal = env.initial_value, env.goal_value
+    driver = int(np.argmax(np.abs(start - goal)))
+    value = goal.copy()
+    value[driver] = goal[driver] + np.sign(start[driver] - goal[driver]) * offset
+    env.set_element_qpos(consistent(TASKS[k].element, value))
 
 
 @pytest.mark.slow
 def test_just_outside_threshold_is_no_success(task_envs: list[KitchenTaskEnv]) -> None:
     for k, env in enumerate(task_envs):
-        element = TASKS[k].element
+        thresh = THRESHOLDS[k]
         env.reset(seed=k)
-        # move the element's driving joint from the goal towards the start, past the threshold
-        start, goal = env.initial_value, env.goal_value
-        driver = int(np.argmax(np.abs(start - goal)))
-        value = goal.copy()
-        direction = np.sign(start[driver] - goal[driver])
-        value[driver] = goal[driver] + direction * (TASKS[k].threshold + 0.05)
-        env.set_element_qpos(consistent(element, value))
+        place_off_goal(env, k, thresh + 0.05)
         _, reward, terminated, _, info = env.step(np.zeros(9, dtype=np.float32))
+        assert thresh < info["goal_distance"] < thresh + 0.06, TASKS[k].name
         assert not info["success"] and not terminated, TASKS[k].name
         assert reward < 0.0
+
+
+@pytest.mark.slow
+def test_just_inside_threshold_is_success(task_envs: list[KitchenTaskEnv]) -> None:
+    """0.05 inside the threshold (0.1 for tasks 0-2, 0.3 for the others) succeeds, terminates
+    and pays the early-termination bonus 140 x 20 = 2800."""
+    for k, env in enumerate(task_envs):
+        thresh = THRESHOLDS[k]
+        env.reset(seed=k)
+        place_off_goal(env, k, thresh - 0.05)
+        _, reward, terminated, _, info = env.step(np.zeros(9, dtype=np.float32))
+        assert thresh - 0.06 < info["goal_distance"] < thresh, TASKS[k].name
+        assert info["success"] and terminated, TASKS[k].name
+        assert reward == 2800.0
 
 
 # --------------------------------------------------------------------------------- reward
@@ -370,7 +390,7 @@ def test_family_plays_as_gym_env(family: KitchenMTEasyEnv) -> None:
     assert obs.shape == (70,) and info["task_id"] == 7 and fam.task_id(obs) == 7
     obs, reward, terminated, truncated, info = fam.step(np.zeros(9, dtype=np.float32))
     assert info["task_id"] == 7 and not truncated and not terminated
-    assert -20.0 <= reward <= 0.0
+    assert -20.0 <= reward <= 0.0  # range only; the formula: test_dense_reward_formula
     fam.close()
 
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+import gymnasium as gym
 import numpy as np
 import pytest
 
@@ -30,12 +33,33 @@ def test_play_mode_revisits_continue_the_task_env(env_id: str) -> None:
 
 
 def test_play_mode_keeps_one_env_per_task_and_closes_them() -> None:
+    """Revisiting a task reuses its env; `close()` closes every task env it built, once each."""
     family = make_multitask_env("PointReachMT4-v0", seed=0)
+    build = family.make_task_env
+    built: dict[int, gym.Env] = {}
+    closes: dict[int, int] = {}
+
+    def counting_build(task: int, **kwargs: Any) -> gym.Env:
+        env = build(task, **kwargs)
+        close = env.close
+
+        def counting_close() -> None:
+            closes[task] += 1
+            close()
+
+        env.close = counting_close
+        built[task], closes[task] = env, 0
+        return env
+
+    family.make_task_env = counting_build
     family.reset(options={"task": 1})
     env_1 = family._play_env
     family.reset(options={"task": 2})
     family.reset(options={"task": 1})
-    assert family._play_env is env_1
+    assert family._play_env is env_1 is built[1]
+    assert sorted(built) == [1, 2]  # built once per task, not on the revisit
+    assert closes == {1: 0, 2: 0}  # switching tasks closes nothing
     family.close()
+    assert closes == {1: 1, 2: 1}
     with pytest.raises(RuntimeError):
         family.step(np.zeros(family.action_dim, dtype=np.float32))
