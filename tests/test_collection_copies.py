@@ -5,7 +5,9 @@ a plain sequential reference of garage's LocalSampler ("local": one whole episod
 task order, cycling from task 0, until the round has `num_steps`) and the original's
 MTLocalSampler ("mt_local": every task whole episodes until it has `num_steps / N`), on scripted
 envs whose episode lengths are drawn at random: the same episodes are stored, in the same order,
-and nothing else (episodes the sequential sampler would not have started are dropped)."""
+and nothing else (episodes the sequential sampler would not have started are dropped). Some
+scripted episodes outlast the horizon: the horizon cuts them, and only genuine terminations are
+stored as terminal (a time-out is bootstrapped)."""
 
 from __future__ import annotations
 
@@ -28,8 +30,9 @@ HORIZON = 12
 
 
 class ScriptedEpisodes(gym.Env):
-    """Episode e of this env lasts lengths[e] steps (terminating; HORIZON = a truncation).
-    Observation: (sequential episode id, step in the episode)."""
+    """Episode e of this env terminates after lengths[e] steps unless the horizon cuts it first
+    (with HORIZON: lengths above it never terminate). Observation: (sequential episode id, step
+    in the episode)."""
 
     observation_space = gym.spaces.Box(-np.inf, np.inf, (2,), np.float32)
     action_space = gym.spaces.Box(-1.0, 1.0, (1,), np.float32)
@@ -50,6 +53,11 @@ class ScriptedEpisodes(gym.Env):
         return self._obs(), 0.0, self.t >= self.lengths[self.episode], False, {}
 
 
+def played(length: int) -> int:
+    """Steps an episode scripted to last `length` runs: the horizon cuts longer ones."""
+    return min(length, HORIZON)
+
+
 def sequential_reference(lengths: list[list[int]], num_steps: int, sampler: str
                          ) -> list[tuple[int, int]]:
     """(task, episode index j of the task) of every episode the original stores, in order."""
@@ -57,7 +65,7 @@ def sequential_reference(lengths: list[list[int]], num_steps: int, sampler: str
     done, used, order = np.zeros(n, dtype=np.int64), [0] * n, []
 
     def run(task: int) -> None:
-        done[task] += lengths[task][used[task]]
+        done[task] += played(lengths[task][used[task]])
         order.append((task, used[task]))
         used[task] += 1
 
@@ -88,9 +96,11 @@ def _scripted_collector(lengths: list[list[int]], copies: int, sampler: str, sha
                      lambda obs: obs, discount=0.99, info_metrics={}, sampler_type=sampler)
 
 
-def _stored_episodes(buffer: MultiTaskReplayBuffer) -> list[list[tuple[int, int]]]:
+def _stored_episodes(buffer: MultiTaskReplayBuffer, lengths: list[list[int]]
+                     ) -> list[list[tuple[int, int]]]:
     """Per buffer group, the (task, j) of its stored episodes in storage order, checking that
-    each is stored whole (steps 0..L-1 in order)."""
+    each is stored whole (steps 0..L-1 in order) and that its terminal flags are 0 ... 0 1 when
+    the script terminated it and all 0 when the horizon cut it."""
     out = []
     for g, size in enumerate(buffer.sizes.tolist()):
         ids, steps = buffer.obs[g, :size, 0].astype(int), buffer.obs[g, :size, 1].astype(int)
@@ -99,7 +109,10 @@ def _stored_episodes(buffer: MultiTaskReplayBuffer) -> list[list[tuple[int, int]
         for a, b in zip(starts, [*starts[1:], size][: len(starts)], strict=True):
             assert (steps[a:b] == np.arange(b - a)).all() and (ids[a:b] == ids[a]).all()
             assert (buffer.task[g, a:b] == ids[a] // 1000).all()
-            episodes.append((int(ids[a] // 1000), int(ids[a] % 1000)))
+            task, j = int(ids[a] // 1000), int(ids[a] % 1000)
+            terminal = lengths[task][j] <= HORIZON
+            assert buffer.terminals[g, a:b].tolist() == [0.0] * (b - a - 1) + [float(terminal)]
+            episodes.append((task, j))
         out.append(episodes)
     return out
 
@@ -112,25 +125,56 @@ def test_allocation_equals_the_sequential_sampler(sampler: str, copies: int,
     rng = np.random.default_rng(copies + 10 * shared + 100 * (sampler == "local"))
     for trial in range(25):
         n = int(rng.integers(1, 5))
-        lengths = [rng.integers(1, HORIZON + 1, size=200).tolist() for _ in range(n)]
+        lengths = [rng.integers(1, HORIZON + 4, size=200).tolist() for _ in range(n)]
         num_steps = int(rng.integers(1, 6 * HORIZON * n))
         collector = _scripted_collector(lengths, copies, sampler, shared)
         samples = collector.collect(num_steps)
         expected = sequential_reference(lengths, num_steps, sampler)
-        per_task = np.bincount([t for t, _ in expected], weights=[lengths[t][j]
-                                                                   for t, j in expected],
+        per_task = np.bincount([t for t, _ in expected],
+                               weights=[played(lengths[t][j]) for t, j in expected],
                                minlength=n).astype(int)
         np.testing.assert_array_equal(samples, per_task, err_msg=f"trial {trial}")
         assert collector.total_env_steps == per_task.sum()
-        stored = _stored_episodes(collector.buffer)
+        stored = _stored_episodes(collector.buffer, lengths)
         if shared:  # one FIFO: the sequential order itself
             assert stored == [expected]
         else:
             assert stored == [[e for e in expected if e[0] == i] for i in range(n)]
         episodes = collector.pop_episodes()
-        assert [(e.task, e.length) for e in episodes] == [(t, lengths[t][j])
-                                                         for t, j in expected]
+        assert [(e.task, e.length, e.terminated) for e in episodes] == [
+            (t, played(lengths[t][j]), lengths[t][j] <= HORIZON) for t, j in expected]
         np.testing.assert_array_equal(collector.reset_counts().sum(1), per_task)
+
+
+class ScriptedActing:
+    """Zero actions; the acting policy of copy c of task i at step t of its episode is
+    (i + t + c) % N, a different id for every row and step."""
+
+    def act(self, obs: torch.Tensor, steps_in_episode: np.ndarray, deterministic: bool = False
+            ) -> tuple[np.ndarray, np.ndarray]:
+        k, n, _ = obs.shape
+        rows = np.arange(n)[None, :] + np.arange(k)[:, None]
+        return np.zeros((k, n, 1), np.float32), (rows + steps_in_episode) % n
+
+
+def test_acting_policy_ids_are_stored_and_counted_per_step() -> None:
+    """The buffer's acting_policy of each stored step is the id the behaviour returned for that
+    row at that step, and the mixture counts tally those ids (row: task, column: policy)."""
+    n, copies = 3, 2
+    lengths = [[5, 3, 7, 2] * 3, [4, 6, 1, 8] * 3, [2, 2, 9, 3] * 3]
+    collector = _scripted_collector(lengths, copies, "local", False)
+    collector.behaviour = ScriptedActing()
+    samples = collector.collect(40)
+    buffer = collector.buffer
+    expected_counts = np.zeros((n, n), dtype=np.int64)
+    for i in range(n):
+        ids = buffer.obs[i, : samples[i], 0].astype(int) % 1000
+        steps = buffer.obs[i, : samples[i], 1].astype(int)
+        expected = (i + steps + ids % copies) % n  # episode j runs on copy j % K
+        np.testing.assert_array_equal(buffer.acting_policy[i, : samples[i]], expected)
+        expected_counts[i] = np.bincount(expected, minlength=n)
+    assert (expected_counts > 0).all()  # every (task, policy) pair occurs
+    np.testing.assert_array_equal(collector.reset_counts(), expected_counts)
 
 
 def test_kitchen_like_round_gives_low_index_tasks_an_extra_episode() -> None:
@@ -163,7 +207,8 @@ def _collector(copies: int, qmp: bool, sampler: str = "local") -> Collector:
 def test_real_env_rounds_store_whole_chained_episodes(qmp: bool) -> None:
     """PointReach episodes never terminate (horizon 50): a 700-step round under `local` with 2
     copies runs 14 episodes (3 cycles of 4 tasks, then tasks 0 and 1); trajectories chain step
-    to step and every round starts fresh episodes."""
+    to step, no step is stored as terminal (the time-outs at steps 49, 99, ... included) and
+    every round starts fresh episodes."""
     collector = _collector(2, qmp)
     n, horizon = collector.num_tasks, collector.venv.horizon
     samples = collector.collect(700)
@@ -174,12 +219,14 @@ def test_real_env_rounds_store_whole_chained_episodes(qmp: bool) -> None:
         for e in range(samples[i] // horizon):
             episode = slice(e * horizon, (e + 1) * horizon)
             np.testing.assert_array_equal(nxt[episode][:-1], obs[episode][1:])
+        assert not buffer.terminals[i, : samples[i]].any()
     counts = collector.reset_counts()
     np.testing.assert_array_equal(counts.sum(1), samples)
     if not qmp:
         np.testing.assert_array_equal(counts, np.diag(samples))
     episodes = collector.pop_episodes()
     assert [e.task for e in episodes] == [0, 1, 2, 3] * 3 + [0, 1]
+    assert [(e.length, e.terminated) for e in episodes] == [(horizon, False)] * 14
     assert collector.collect(1).tolist() == [horizon] + [0] * (n - 1)  # one episode: task 0
     # the other rows took one step before the first one's showed the round complete: dropped
     assert collector.venv.steps_in_episode.tolist() == [0] + [1] * (2 * n - 1)
@@ -187,6 +234,7 @@ def test_real_env_rounds_store_whole_chained_episodes(qmp: bool) -> None:
     for i, size in enumerate(buffer.sizes.tolist()):  # the new episode is stored whole
         last = slice(size - horizon, size)
         np.testing.assert_array_equal(buffer.next_obs[i, last][:-1], buffer.obs[i, last][1:])
+        assert not buffer.terminals[i, :size].any()
 
 
 def test_stored_observations_are_not_overwritten_by_the_next_step() -> None:

@@ -180,17 +180,25 @@ def test_a_notice_comes_before_rendering_videos() -> None:
 
 
 def test_mixture_matrix_is_printed_with_its_row() -> None:
+    """Task i's share acted by policy j is (4i + j + 1) / 100, so the printed line of task 0
+    reads 0.01 ... 0.04 and a transposed print (rows: acting policy) reads 0.01 0.05 ..."""
     trainer = _trainer(10, qmp=True)
     row = _row(12, 5.0, 100, 50)
     for i in range(N):
         for j in range(N):
-            row[f"Train/LocalPolicy{i}/Policy{j}Prob"] = 1.0 if i == j else 0.0
+            row[f"Train/LocalPolicy{i}/Policy{j}Prob"] = (i * 4 + j + 1) / 100
     trainer._write_row(row, {})
     calls: list[tuple[str, Any]] = trainer.logger.calls  # type: ignore[attr-defined]
     assert [name for name, _ in calls] == ["text", "row", "dump", "progress"]
     title, *table = calls[0][1].splitlines()
     assert title == "Mixture matrix of epoch 12 (collection; row: task, column: acting policy):"
-    assert [float(x) for x in table[2].split()[2:]] == [1.0, 0.0, 0.0, 0.0]  # task 0
+    assert table[0].split() == ["pi_0", "pi_1", "pi_2", "pi_3"]
+    lines = [line.split() for line in table[2:]]
+    assert [line[:2] for line in lines] == [["task", "0"], ["task", "1"], ["task", "2"],
+                                            ["task", "3"]]
+    assert [[float(x) for x in line[2:]] for line in lines] == [
+        [0.01, 0.02, 0.03, 0.04], [0.05, 0.06, 0.07, 0.08],
+        [0.09, 0.10, 0.11, 0.12], [0.13, 0.14, 0.15, 0.16]]
 
 
 # ---------------------------------------------------------------------------- a real run
