@@ -160,19 +160,30 @@ def test_policy_sampling_freq_holds_the_choice_for_k_steps(default_qmp: Path,
     _qmp_run(tmp_path / "r", "--policy_sampling_freq", "5")
     assert _blocks_with_a_switch(default_qmp, 5) > 0
     assert _blocks_with_a_switch(tmp_path / "r", 5) == 0
+    # and it does re-select every 5 steps: some episode changes policy at a step 5 (mod 10),
+    # which a switch held for 10 or 50 steps (or never re-selecting) could not do
+    odd_boundaries = borrowed = 0
+    for task, acting in enumerate(_buffer_columns(tmp_path / "r", "acting_policy")):
+        episodes = acting.reshape(-1, 50)
+        odd_boundaries += int((episodes[:, 5::10] != episodes[:, 4::10]).sum())
+        borrowed += int((acting != task).sum())
+    assert odd_boundaries > 0 and borrowed > 0  # and the Q-switch still borrows policies
 
 
 def test_kl_coeff_weights_the_dnc_penalty(default_qmp: Path, tmp_path: Path) -> None:
-    """--kl_coeff 0.1 gives every pair (i, j != i) the weight 0.1, so policy i's penalty
-    sum_j 0.1 KL(pi_j || pi_i) is 0.1 (N - 1) times its mean KL to the others, and positive
-    (the policies differ); without the flag there is no penalty at all."""
-    rows = _qmp_run(tmp_path / "r", "--kl_coeff", "0.1")
+    """--kl_coeff with N x N values, read row-major (row i: the weights of policy i's penalty
+    towards each policy j). Row i's off-diagonal weights are all 0.1 (i + 1), so policy i's
+    penalty sum_j B[i][j] KL(pi_j || pi_i) is 0.1 (i + 1) (N - 1) times its mean KL to the
+    others; read column-wise, the weights of a row would differ and break the proportion. The
+    diagonal (9) weighs KL(pi_i || pi_i) = 0. Without the flag there is no penalty at all."""
+    beta = [9.0 if i == j else 0.1 * (i + 1) for i in range(N) for j in range(N)]
+    rows = _qmp_run(tmp_path / "r", "--kl_coeff", *map(str, beta))
     for r in rows:
         for i in range(N):
             kl = float(r[f"Train/LocalPolicy{i}/PolicyKL"])
             assert kl > 0.0
             assert float(r[f"Train/LocalPolicy{i}/PolicyKLPenalty"]) == pytest.approx(
-                0.1 * (N - 1) * kl, rel=1e-5)
+                0.1 * (i + 1) * (N - 1) * kl, rel=1e-5)
     assert "Train/LocalPolicy0/PolicyKLPenalty" not in _read_progress(default_qmp)[0]
 
 

@@ -26,11 +26,12 @@ N = 3
 
 
 def _episode(task: int, steps: range) -> tuple[np.ndarray, ...]:
-    """obs[:, 0] = task id, obs[:, 1] = step index; reward = 10 * task + step."""
+    """obs[:, 0] = task id, obs[:, 1] = step index; reward = 10 * task + step; next_obs =
+    obs + 0.5; terminal at step 19 (the last of `_filled_buffer`'s episodes)."""
     t = np.array(steps, dtype=np.float32)
     obs = np.stack([np.full_like(t, task), t], axis=1)
-    return (obs, np.zeros((len(t), 1)), 10.0 * task + t, obs + 0.5, np.zeros(len(t)),
-            np.full(len(t), task))
+    return (obs, np.zeros((len(t), 1)), 10.0 * task + t, obs + 0.5,
+            (t == 19).astype(np.float64), np.full(len(t), task))
 
 
 def _filled_buffer(capacity: int = 50, steps: int = 20, *, shared: bool = False
@@ -88,8 +89,18 @@ def test_mixed_batches_label_each_sample_with_its_task() -> None:
     batch = _filled_buffer(shared=True, capacity=200).sample_mixed(300)
     assert batch.obs.shape == (1, 300, 2)
     torch.testing.assert_close(batch.task_ids.float(), batch.obs[..., 0])
-    counts = np.bincount(batch.task_ids.flatten().numpy(), minlength=N)
-    assert counts.min() > 60  # uniform over all stored transitions
+    torch.testing.assert_close(batch.rewards, 10.0 * batch.obs[..., 0] + batch.obs[..., 1])
+
+
+def test_mixed_batches_are_uniform_over_transitions_not_tasks() -> None:
+    """A task that collected more holds more of the shared buffer and of its batches: tasks
+    holding 60 / 30 / 10 transitions get shares 0.6 / 0.3 / 0.1 (binomial sd <= 0.009 at 3000
+    draws; uniform over tasks would give 1/3 each)."""
+    buffer = MultiTaskReplayBuffer(N, 200, 2, 1, seed=0, shared=True)
+    for task, size in enumerate([60, 30, 10]):
+        buffer.add(task, *_episode(task, range(size)))
+    shares = np.bincount(buffer.sample_mixed(3000).task_ids.flatten().numpy(), minlength=N) / 3000
+    np.testing.assert_allclose(shares, [0.6, 0.3, 0.1], atol=0.04)
 
 
 def test_sharing_batch_relabels_other_tasks_with_min_reward() -> None:
@@ -105,6 +116,9 @@ def test_sharing_batch_relabels_other_tasks_with_min_reward() -> None:
         torch.testing.assert_close(batch.rewards[i, :8], 10.0 * i + own[:, 1])
         assert (batch.rewards[i, 8:] == -5.0).all()
         assert (batch.task_ids[i] == i).all()  # task i's networks learn from all of it
+        # the shared transitions keep what was stored: next observation and terminal flag
+        torch.testing.assert_close(batch.next_obs[i], batch.obs[i] + 0.5)
+        torch.testing.assert_close(batch.terminals[i], (batch.obs[i, :, 1] == 19).float())
 
 
 SHARE_N, SHARE_OBS, SHARE_ACT, SHARE_B = 4, 3, 2, 16
@@ -303,9 +317,13 @@ def test_sharing_quantile_flag_changes_what_is_kept(tmp_path: Path) -> None:
 
 
 def test_memory_estimate_counts_every_array() -> None:
+    """Every array the buffer allocates, found on the object (not from its own list): float32
+    obs, next_obs (5), actions (3), reward, terminal and int16 acting policy and task id: 2
+    buffers x 10 x (4 (2 * 5 + 3 + 2) + 2 + 2) = 1280 bytes."""
     buffer = MultiTaskReplayBuffer(2, 10, 5, 3, seed=0)
-    arrays = [getattr(buffer, name) for name in MultiTaskReplayBuffer._ARRAYS]
-    assert MultiTaskReplayBuffer.bytes_needed(2, 10, 5, 3) == sum(a.nbytes for a in arrays)
+    arrays = [a for a in vars(buffer).values() if isinstance(a, np.ndarray) and a.size >= 20]
+    assert sum(a.nbytes for a in arrays) == 1280  # the per-transition arrays (2 x 10 or more)
+    assert MultiTaskReplayBuffer.bytes_needed(2, 10, 5, 3) == 1280
 
 
 def test_mixture_matrix_is_each_rows_share_of_its_own_steps() -> None:

@@ -151,10 +151,13 @@ def test_batched_update_equals_independent_single_task_updates(no_noise: None, m
 
 
 def test_kl_penalty_by_hand(no_noise: None) -> None:
-    n, beta = 2, 0.3
+    """Policy i's penalty: sum_j B[i][j] mean-over-dims KL(N_j || N_i); an asymmetric B shows
+    which index is the trained policy."""
+    n = 2
     policy = TaskPolicy(Architecture.SEPARATE, n, 3, 2, [4])
     critic = TwinCritic(Architecture.SEPARATE, n, 3, 2, [4])
-    sac = MultiTaskSAC(policy, critic, n, 2, SACConfig(), kl_coeff=torch.full((n, n), beta))
+    sac = MultiTaskSAC(policy, critic, n, 2, SACConfig(),
+                       kl_coeff=torch.tensor([[5.0, 0.3], [0.7, 5.0]]))
     params = [[0.1, -0.4, -1.0, 0.2], [0.6, 0.3, 0.0, -0.5]]  # (mean_0, mean_1, ls_0, ls_1)
     _constant_networks(sac, params, [0.0] * 4, [0.0] * 4)
     batch = TransitionBatch(
@@ -172,8 +175,21 @@ def test_kl_penalty_by_hand(no_noise: None) -> None:
             out.append(math.log(sq / sp) + (sp**2 + (mp - mq) ** 2) / (2 * sq**2) - 0.5)
         return float(np.mean(out))
 
-    assert stats["PolicyKLPenalty"][0] == pytest.approx(beta * kl(params[1], params[0]), rel=1e-5)
-    assert stats["PolicyKLPenalty"][1] == pytest.approx(beta * kl(params[0], params[1]), rel=1e-5)
+    assert stats["PolicyKLPenalty"][0] == pytest.approx(0.3 * kl(params[1], params[0]), rel=1e-5)
+    assert stats["PolicyKLPenalty"][1] == pytest.approx(0.7 * kl(params[0], params[1]), rel=1e-5)
+    assert stats["PolicyKL"] == pytest.approx([kl(params[1], params[0]),
+                                               kl(params[0], params[1])], rel=1e-5)
+
+
+def test_kl_coeff_values_fill_the_matrix_row_major() -> None:
+    from experiment_utils import resolve_config
+    from garage_experiments import kl_matrix
+
+    values = [str(v) for v in range(1, 17)]  # PointReachMT4-v0: 4 x 4
+    beta = kl_matrix(resolve_config(["dnc_sac", "--kl_coeff", *values]))
+    assert beta is not None and beta[1, 2].item() == 7.0 and beta[2, 1].item() == 10.0
+    assert kl_matrix(resolve_config(["dnc_sac", "--kl_coeff", "0.5"])).tolist() == [[0.5] * 4] * 4
+    assert kl_matrix(resolve_config(["dnc_sac"])) is None
 
 
 def test_multihead_update_keeps_per_task_temperatures(no_noise: None) -> None:
