@@ -59,16 +59,41 @@ def test_one_video_per_task_and_behaviour_with_every_frame(family: MultiTaskEnv,
         assert frames.shape == (family.horizon + 1, 200, 200, 3), path
 
 
+#: a seed whose resets seed + 0 ... seed + 4 put the point at least 2 px apart from each other
+FRAME_SEED = 10_255
+#: rows below the annotation band (46 px on 200 px frames); every goal and the start lie below
+SCENE_TOP = 60
+
+
+def _pixel(x: float, y: float) -> np.ndarray:
+    """(row, col) of the point (x, y) on a 200 px frame of the arena [-2, 2]^2, row 0 at the top:
+    50 px a unit, pixel centres at half-integers."""
+    return np.array([(2.0 - y) * 50.0 - 0.5, (x + 2.0) * 50.0 - 0.5])
+
+
+def _centroid(mask: np.ndarray) -> np.ndarray:
+    rows, cols = np.nonzero(mask)
+    return np.array([rows.mean(), cols.mean()]) + [SCENE_TOP, 0]
+
+
 def test_video_shows_the_episode_the_env_plays(family: MultiTaskEnv, tmp_path: Any) -> None:
-    """Frame 0 is the render after reset(seed + k), under the band (lossy codec: roughly)."""
+    """Frame 0 of task k's video shows task k's goal disk in green, upright, and the point where
+    reset(seed + k) puts it: located on the decoded frame, not averaged over the white scene."""
     paths = record_videos(family, {"own": _behaviours(family)["own"]}, _split(family),
-                          str(tmp_path), 0, seed=SEED, max_frames=1)
-    env = family.make_task_envs(evaluation=True, render_mode="rgb_array")[2]
-    env.reset(seed=SEED + 2)
-    raw = env.render().astype(np.int16)
-    frame = _read(paths[2])[0].astype(np.int16)
-    band = video._layout(200, 200)[2]
-    assert np.abs(frame[band + 4:] - raw[band + 4:]).mean() < 3.0
+                          str(tmp_path), 0, seed=FRAME_SEED, max_frames=1)
+    env = family.make_task_envs(evaluation=True)[0]
+    starts = [_pixel(*env.reset(seed=FRAME_SEED + j)[0][:2].astype(float)) for j in range(5)]
+    apart = min(float(np.hypot(*(a - b))) for i, a in enumerate(starts) for b in starts[:i])
+    assert apart >= 2.0  # a wrong seed + j pairing would put the point elsewhere
+    goals = [(1.0, 0.25), (1.0, -0.25), (-1.0, 0.0), (1.4, 0.0)]
+    for k, path in enumerate(paths):
+        scene = _read(path)[0, SCENE_TOP:].astype(np.int16)
+        green = scene[..., 1] - scene[..., 0] > 60  # (60, 170, 60): only this task's disk
+        assert 100 < green.sum() < 250, path  # one disk of radius 7.5 px (about 177 px)
+        assert np.hypot(*(_centroid(green) - _pixel(*goals[k]))) < 1.5, path
+        black = (scene < 60).all(axis=-1)  # the point, radius 3 px (about 28 px)
+        assert 15 < black.sum() < 50, path
+        assert np.hypot(*(_centroid(black) - starts[k])) < 0.75, path
 
 
 def test_max_frames_caps_every_video(family: MultiTaskEnv, tmp_path: Any) -> None:
