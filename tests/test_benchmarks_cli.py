@@ -14,7 +14,6 @@ import pytest
 import environments
 import run
 from experiment_utils import (
-    GLOBAL_DEFAULTS,
     env_options,
     max_env_steps,
     resolve_config,
@@ -30,7 +29,7 @@ def test_env_defaults_apply_unless_a_flag_is_given() -> None:
     assert (config.num_tasks, config.batch_size, config.buffer_batch_size) == (10, 6000, 256)
     assert (config.min_buffer_size, config.n_epochs, config.num_evaluation_episodes) == (
         3000, 2000, 100)
-    assert config.discount == GLOBAL_DEFAULTS["discount"]  # not set by the env
+    assert config.discount == 0.99  # not set by the env
     config = resolve_config(["qmp_dnc", "--env=MazeLarge-10-v0", "--batch_size", "60"])
     assert config.batch_size == 60 and config.buffer_batch_size == 256
     mt10 = resolve_config(["mtsac", "--env=MetaWorldMT10-v2"])

@@ -116,14 +116,18 @@ def test_ensemble_equals_independent_networks_outputs_losses_gradients() -> None
 
 
 def test_ensemble_adam_step_equals_independent_adam_steps() -> None:
+    """The product's stacked network and optimizer train as N independent networks, each with
+    its own torch Adam, over several steps."""
     torch.manual_seed(4)
     ensemble = EnsembleMLP(3, 4, [8], 2)
     nets = _independent_copies(ensemble)
     x, y = torch.randn(3, 10, 4), torch.randn(3, 10, 2)
-    opt = torch.optim.Adam(ensemble.parameters(), lr=1e-2, foreach=True)
+    params = list(ensemble.parameters())
+    opt = EnsembleAdam(params, 1e-2, 3)
     ref_opts = [torch.optim.Adam(net.parameters(), lr=1e-2) for net in nets]
     for _ in range(3):
-        opt.zero_grad()
+        for p in params:
+            p.grad = None
         ((ensemble(x) - y) ** 2).mean(dim=(1, 2)).sum().backward()
         opt.step()
         for k, (net, ref_opt) in enumerate(zip(nets, ref_opts, strict=True)):

@@ -106,10 +106,16 @@ def critic_target(k: int, i: int) -> float:
     return REWARD_SCALE * REWARDS[k][i] + GAMMA * (1.0 - TERMINALS[k][i]) * soft
 
 
-def critic_loss(c: Sequence[float], k: int) -> float:
-    """Plain MSE of one critic of task k against the target."""
+#: every transition of each task takes part (UDS's filter may keep fewer: see KEPT)
+ALL = (range(B), range(B))
+#: a UDS filter's outcome: the transitions each task keeps (weights 1; the rest weigh 0)
+KEPT = ((0, 1), (0, 2))
+
+
+def critic_loss(c: Sequence[float], k: int, kept: Sequence[Sequence[int]] = ALL) -> float:
+    """Plain MSE of one critic of task k against the target, over the kept transitions."""
     return float(np.mean([(hand_q(c, OBS[k][i], ACTIONS[k][i]) - critic_target(k, i)) ** 2
-                          for i in range(B)]))
+                          for i in kept[k]]))
 
 
 def numeric_grad(f: Callable[[list[float]], float], x: Sequence[float], h: float = 1e-6
@@ -129,13 +135,13 @@ def adam_first_step(x: Sequence[float], g: Sequence[float]) -> list[float]:
     return [xj - LR * gj / (abs(gj) + ADAM_EPS) for xj, gj in zip(x, g, strict=True)]
 
 
-def critic_grad(twin: int, k: int) -> list[float]:
-    return numeric_grad(lambda c: critic_loss(c, k), CRITIC[twin][k])
+def critic_grad(twin: int, k: int, kept: Sequence[Sequence[int]] = ALL) -> list[float]:
+    return numeric_grad(lambda c: critic_loss(c, k, kept), CRITIC[twin][k])
 
 
-def fresh_critics() -> list[list[list[float]]]:
+def fresh_critics(kept: Sequence[Sequence[int]] = ALL) -> list[list[list[float]]]:
     """The critics after their Adam step: the actor's loss must use these."""
-    return [[adam_first_step(CRITIC[j][k], critic_grad(j, k)) for k in range(N)]
+    return [[adam_first_step(CRITIC[j][k], critic_grad(j, k, kept)) for k in range(N)]
             for j in range(2)]
 
 
@@ -143,19 +149,22 @@ def actor_draws(p: Sequence[float], k: int) -> list[tuple[float, float]]:
     return [hand_draw(*hand_policy(p, OBS[k][i]), EPS[k][i]) for i in range(B)]
 
 
-def policy_loss(p: Sequence[float], k: int, critics: list[list[list[float]]]) -> float:
+def policy_loss(p: Sequence[float], k: int, critics: list[list[list[float]]],
+                kept: Sequence[Sequence[int]] = ALL) -> float:
     terms = []
     for i, (a, log_pi) in enumerate(actor_draws(p, k)):
         o = OBS[k][i]
         q_min = min(hand_q(critics[0][k], o, a), hand_q(critics[1][k], o, a))
-        terms.append(ALPHA[k] * log_pi - q_min)
+        if i in kept[k]:
+            terms.append(ALPHA[k] * log_pi - q_min)
     return float(np.mean(terms))
 
 
-def alpha_loss(log_alpha: float, k: int, convention: str) -> float:
+def alpha_loss(log_alpha: float, k: int, convention: str,
+               kept: Sequence[Sequence[int]] = ALL) -> float:
     coef = log_alpha if convention == "log_alpha" else math.exp(log_alpha)
-    return float(np.mean([-coef * (log_pi + TARGET_ENTROPY)
-                          for _, log_pi in actor_draws(POLICY[k], k)]))
+    draws = actor_draws(POLICY[k], k)
+    return float(np.mean([-coef * (draws[i][1] + TARGET_ENTROPY) for i in kept[k]]))
 
 
 # ---- the product, built and updated once ----
@@ -191,9 +200,9 @@ def _critic_grads(critic: TwinCritic, twin: int, k: int) -> list[float]:
     return [*layer.weight.grad[m, :, 0].tolist(), layer.bias.grad[m, 0, 0].item()]
 
 
-def updated_sac(monkeypatch: pytest.MonkeyPatch, convention: str = "log_alpha"
-                ) -> MultiTaskSAC:
-    """The scenario's SAC after one `update`."""
+def updated_sac(monkeypatch: pytest.MonkeyPatch, convention: str = "log_alpha",
+                kept: Sequence[Sequence[int]] | None = None) -> MultiTaskSAC:
+    """The scenario's SAC after one `update` (with `kept`: UDS weights, 1 on the kept)."""
     policy = TaskPolicy(Architecture.SEPARATE, N, 1, 1, [])
     critic = TwinCritic(Architecture.SEPARATE, N, 1, 1, [])
     config = SACConfig(discount=GAMMA, reward_scale=REWARD_SCALE, lr=LR, target_update_tau=TAU,
@@ -209,6 +218,8 @@ def updated_sac(monkeypatch: pytest.MonkeyPatch, convention: str = "log_alpha"
         obs=col(OBS), actions=col(ACTIONS), rewards=torch.tensor(REWARDS),
         next_obs=col(NEXT_OBS), terminals=torch.tensor(TERMINALS),
         task_ids=torch.arange(N).unsqueeze(1).expand(N, B),
+        weights=None if kept is None else torch.tensor(
+            [[float(i in kept[k]) for i in range(B)] for k in range(N)]),
     ))
     return sac
 
@@ -444,3 +455,28 @@ def test_shared_temperature_follows_the_mean_entropy_gap(monkeypatch: pytest.Mon
     stats = sac.stats.means()
     assert stats["LogPi"][0] == approx(gaps[0] - TARGET_ENTROPY)
     assert stats["LogPi"][1] == approx(gaps[2] - TARGET_ENTROPY)
+
+
+def test_a_uds_filtered_batch_trains_on_the_kept_transitions_only(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Weights 0 drop a transition from every loss: each task's update is the plain SAC update
+    on the transitions it kept (each loss a mean over them, not over the offered batch)."""
+    sac = updated_sac(monkeypatch, kept=KEPT)
+    stats = sac.stats.means()
+    critics = fresh_critics(KEPT)
+    layer = sac.policy.net.body[-1]
+    assert layer.weight.grad is not None and layer.bias.grad is not None
+    for k in range(N):
+        for twin in range(2):
+            assert stats[f"Qf{twin + 1}Loss"][k] == approx(critic_loss(CRITIC[twin][k], k, KEPT))
+            assert _critic_grads(sac.critic, twin, k) == pytest.approx(
+                critic_grad(twin, k, KEPT), rel=1e-6, abs=1e-9)
+        assert stats["PolicyLoss"][k] == approx(policy_loss(POLICY[k], k, critics, KEPT))
+        expected = numeric_grad(lambda p, k=k: policy_loss(p, k, critics, KEPT), POLICY[k])
+        got = [layer.weight.grad[k, 0, 0].item(), layer.bias.grad[k, 0, 0].item(),
+               layer.weight.grad[k, 0, 1].item(), layer.bias.grad[k, 0, 1].item()]
+        assert got == pytest.approx(expected, rel=1e-6, abs=1e-9)
+        assert stats["AlphaLoss"][k] == approx(alpha_loss(math.log(ALPHA[k]), k, "log_alpha",
+                                                          KEPT))
+    # the dropped transitions change every number: the filter is not a no-op here
+    assert stats["Qf1Loss"][0] != approx(critic_loss(CRITIC[0][0], 0))
