@@ -14,6 +14,7 @@ from torch import nn
 from learning.distributions import (
     TANH_EPS,
     diagonal_gaussian_kl,
+    diagonal_gaussian_kl_grad_q,
     gaussian_entropy,
     split_mean_log_std,
     tanh_gaussian_log_prob,
@@ -89,6 +90,36 @@ def _independent_copies(ensemble: EnsembleMLP) -> list[nn.Sequential]:
                 layers.append(nn.ReLU())
         nets.append(nn.Sequential(*layers))
     return nets
+
+
+def _hand_kl_1d(mp: float, lp: float, mq: float, lq: float) -> float:
+    """KL(N(mp, e^lp) || N(mq, e^lq)) of one dimension, from the Gaussian densities."""
+    sp, sq = math.exp(lp), math.exp(lq)
+    return math.log(sq / sp) + (sp * sp + (mp - mq) ** 2) / (2 * sq * sq) - 0.5
+
+
+def test_kl_gradient_in_q_by_finite_differences() -> None:
+    p_mean, p_ls = [0.3, -1.2, 0.0], [-0.5, 0.4, 1.1]
+    q_mean, q_ls = [-0.7, 0.2, 0.9], [0.3, -0.8, 0.6]
+    grad_mean, grad_ls = diagonal_gaussian_kl_grad_q(
+        *(torch.tensor(x, dtype=torch.float64) for x in (p_mean, p_ls, q_mean, q_ls)))
+    h = 1e-6
+    for d in range(3):
+        args = [p_mean[d], p_ls[d], q_mean[d], q_ls[d]]
+        for slot, got in ((2, grad_mean[d]), (3, grad_ls[d])):
+            up, down = list(args), list(args)
+            up[slot] += h
+            down[slot] -= h
+            expected = (_hand_kl_1d(*up) - _hand_kl_1d(*down)) / (2 * h)
+            assert got.item() == pytest.approx(expected, rel=1e-6, abs=1e-9)
+
+
+def test_head_output_splits_into_means_then_clamped_log_stds() -> None:
+    """A head of 2A outputs: the first A are the pre-tanh means, the last A the log-stds,
+    clamped to [-20, 2]."""
+    mean, log_std = split_mean_log_std(torch.tensor([[0.1, 0.2, 0.3, -30.0, 0.5, 7.0]]))
+    assert mean[0].tolist() == pytest.approx([0.1, 0.2, 0.3])
+    assert log_std[0].tolist() == pytest.approx([-20.0, 0.5, 2.0])
 
 
 def test_ensemble_equals_independent_networks_outputs_losses_gradients() -> None:

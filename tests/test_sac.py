@@ -150,35 +150,71 @@ def test_batched_update_equals_independent_single_task_updates(no_noise: None, m
             assert batched.stats.means()[name][k] == pytest.approx(value[0], rel=1e-4, abs=1e-5)
 
 
-def test_kl_penalty_by_hand(no_noise: None) -> None:
-    """Policy i's penalty: sum_j B[i][j] mean-over-dims KL(N_j || N_i); an asymmetric B shows
-    which index is the trained policy."""
-    n = 2
+#: DnC scenario: 3 tasks, 2 action dims (N != A, so axes cannot be confused), row i of B: the
+#: weights of policy i's penalty; per task the constant (mean_0, mean_1, log_std_0, log_std_1)
+KL_BETA = [[5.0, 0.3, 0.1], [0.7, 5.0, 0.2], [0.4, 0.9, 5.0]]
+KL_PARAMS = [[0.1, -0.4, -1.0, 0.2], [0.6, 0.3, 0.0, -0.5], [-0.3, 0.5, 0.4, -0.2]]
+
+
+def _hand_kl(p: list[float], q: list[float]) -> float:
+    """Mean over the 2 action dims of KL(N_p || N_q), pre-tanh diagonal Gaussians."""
+    out = []
+    for d in range(2):
+        mp, sp, mq, sq = p[d], math.exp(p[2 + d]), q[d], math.exp(q[2 + d])
+        out.append(math.log(sq / sp) + (sp**2 + (mp - mq) ** 2) / (2 * sq**2) - 0.5)
+    return float(np.mean(out))
+
+
+def _hand_penalty(i: int, own: list[float]) -> float:
+    """sum_j B[i][j] KL(pi_j || pi_i) with pi_i's parameters `own` (the diagonal term is 0)."""
+    return sum(KL_BETA[i][j] * _hand_kl(KL_PARAMS[j], own) for j in range(3) if j != i)
+
+
+def _dnc_update(kl: bool) -> MultiTaskSAC:
+    n = 3
+    torch.manual_seed(0)
     policy = TaskPolicy(Architecture.SEPARATE, n, 3, 2, [4])
     critic = TwinCritic(Architecture.SEPARATE, n, 3, 2, [4])
     sac = MultiTaskSAC(policy, critic, n, 2, SACConfig(),
-                       kl_coeff=torch.tensor([[5.0, 0.3], [0.7, 5.0]]))
-    params = [[0.1, -0.4, -1.0, 0.2], [0.6, 0.3, 0.0, -0.5]]  # (mean_0, mean_1, ls_0, ls_1)
-    _constant_networks(sac, params, [0.0] * 4, [0.0] * 4)
+                       kl_coeff=torch.tensor(KL_BETA) if kl else None)
+    _constant_networks(sac, KL_PARAMS, [0.0] * 6, [0.0] * 6)
     batch = TransitionBatch(
         obs=torch.randn(n, 4, 3), actions=torch.zeros(n, 4, 2), rewards=torch.zeros(n, 4),
         next_obs=torch.randn(n, 4, 3), terminals=torch.zeros(n, 4),
         task_ids=torch.arange(n).unsqueeze(1).expand(n, 4),
     )
-    sac.update(batch, kl_obs=torch.randn(6, 3))
-    stats = sac.stats.means()
+    sac.update(batch, kl_obs=torch.randn(6, 3) if kl else None)
+    return sac
 
-    def kl(p: list[float], q: list[float]) -> float:  # mean over dims of KL(p || q)
-        out = []
-        for d in range(2):
-            mp, sp, mq, sq = p[d], math.exp(p[2 + d]), q[d], math.exp(q[2 + d])
-            out.append(math.log(sq / sp) + (sp**2 + (mp - mq) ** 2) / (2 * sq**2) - 0.5)
-        return float(np.mean(out))
 
-    assert stats["PolicyKLPenalty"][0] == pytest.approx(0.3 * kl(params[1], params[0]), rel=1e-5)
-    assert stats["PolicyKLPenalty"][1] == pytest.approx(0.7 * kl(params[0], params[1]), rel=1e-5)
-    assert stats["PolicyKL"] == pytest.approx([kl(params[1], params[0]),
-                                               kl(params[0], params[1])], rel=1e-5)
+def test_kl_penalty_by_hand(no_noise: None) -> None:
+    """Policy i's penalty: sum_j B[i][j] mean-over-dims KL(N_j || N_i); an asymmetric B shows
+    which index is the trained policy, PolicyKL is the mean KL to the others."""
+    stats = _dnc_update(kl=True).stats.means()
+    for i in range(3):
+        assert stats["PolicyKLPenalty"][i] == pytest.approx(_hand_penalty(i, KL_PARAMS[i]),
+                                                            rel=1e-5)
+        assert stats["PolicyKL"][i] == pytest.approx(
+            np.mean([_hand_kl(KL_PARAMS[j], KL_PARAMS[i]) for j in range(3) if j != i]),
+            rel=1e-5)
+
+
+def test_kl_penalty_gradient_by_finite_differences(no_noise: None) -> None:
+    """The KL term's share of policy i's gradient (the update with it minus the one without) is
+    the derivative of the hand-written penalty in pi_i's own outputs; pi_j is held fixed."""
+    with_kl, without = _dnc_update(kl=True), _dnc_update(kl=False)
+    layer_kl, layer = with_kl.policy.net.body[-1], without.policy.net.body[-1]
+    assert layer_kl.bias.grad is not None and layer.bias.grad is not None
+    got = (layer_kl.bias.grad - layer.bias.grad)[:, 0].double()  # (N, 2A): d/d(mean, log_std)
+    h = 1e-6
+    for i in range(3):
+        expected = []
+        for d in range(4):
+            up, down = list(KL_PARAMS[i]), list(KL_PARAMS[i])
+            up[d] += h
+            down[d] -= h
+            expected.append((_hand_penalty(i, up) - _hand_penalty(i, down)) / (2 * h))
+        assert got[i].tolist() == pytest.approx(expected, rel=1e-4, abs=1e-6)
 
 
 def test_kl_coeff_values_fill_the_matrix_row_major() -> None:

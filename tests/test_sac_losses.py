@@ -109,7 +109,7 @@ def critic_target(k: int, i: int) -> float:
 #: every transition of each task takes part (UDS's filter may keep fewer: see KEPT)
 ALL = (range(B), range(B))
 #: a UDS filter's outcome: the transitions each task keeps (weights 1; the rest weigh 0)
-KEPT = ((0, 1), (0, 2))
+KEPT = ((0, 1), (2,))
 
 
 def critic_loss(c: Sequence[float], k: int, kept: Sequence[Sequence[int]] = ALL) -> float:
@@ -201,7 +201,8 @@ def _critic_grads(critic: TwinCritic, twin: int, k: int) -> list[float]:
 
 
 def updated_sac(monkeypatch: pytest.MonkeyPatch, convention: str = "log_alpha",
-                kept: Sequence[Sequence[int]] | None = None) -> MultiTaskSAC:
+                kept: Sequence[Sequence[int]] | None = None,
+                tasks: np.ndarray | None = None) -> MultiTaskSAC:
     """The scenario's SAC after one `update` (with `kept`: UDS weights, 1 on the kept)."""
     policy = TaskPolicy(Architecture.SEPARATE, N, 1, 1, [])
     critic = TwinCritic(Architecture.SEPARATE, N, 1, 1, [])
@@ -220,7 +221,7 @@ def updated_sac(monkeypatch: pytest.MonkeyPatch, convention: str = "log_alpha",
         task_ids=torch.arange(N).unsqueeze(1).expand(N, B),
         weights=None if kept is None else torch.tensor(
             [[float(i in kept[k]) for i in range(B)] for k in range(N)]),
-    ))
+    ), tasks=tasks)
     return sac
 
 
@@ -480,3 +481,35 @@ def test_a_uds_filtered_batch_trains_on_the_kept_transitions_only(
                                                           KEPT))
     # the dropped transitions change every number: the filter is not a no-op here
     assert stats["Qf1Loss"][0] != approx(critic_loss(CRITIC[0][0], 0))
+
+
+def test_a_task_left_out_of_a_weighted_update_has_no_statistics(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """With UDS weights and a task that does not step (its buffer still warming up), that
+    task's statistics get no samples at all; its next update counts normally."""
+    sac = updated_sac(monkeypatch, kept=KEPT, tasks=np.array([True, False]))
+    assert sac.stats.counts.tolist() == [2.0, 0.0]
+    assert math.isnan(sac.stats.means()["Qf1Loss"][1])
+    sac.update(TransitionBatch(
+        obs=col(OBS), actions=col(ACTIONS), rewards=torch.tensor(REWARDS),
+        next_obs=col(NEXT_OBS), terminals=torch.tensor(TERMINALS),
+        task_ids=torch.arange(N).unsqueeze(1).expand(N, B)))
+    assert sac.stats.counts.tolist() == [2.0 + B, B]
+    assert all(math.isfinite(v) for v in sac.stats.means()["Qf1Loss"])
+
+
+def test_divergence_names_the_first_non_finite_statistic_of_a_task_with_samples() -> None:
+    sac = MultiTaskSAC(TaskPolicy(Architecture.SEPARATE, 3, 1, 1, []),
+                       TwinCritic(Architecture.SEPARATE, 3, 1, 1, []), 3, 1, SACConfig())
+    names = sac.stats.names
+    sac.stats.counts[:] = torch.tensor([1.0, 0.0, 4.0])  # task 0: a single sample
+    sac.stats.sums[names.index("QTarget"), 2] = math.inf
+    sac.stats.sums[names.index("Qf2Loss"), 0] = math.nan
+    sac.stats.sums[names.index("PolicyLoss"), 1] = math.nan  # task 1 had no samples: ignored
+    with pytest.raises(FloatingPointError, match="^Qf2Loss of task 0 is not finite in epoch 7$"):
+        sac.check_finite(7)
+    sac.stats.sums[names.index("Qf2Loss"), 0] = 0.0
+    with pytest.raises(FloatingPointError, match="^QTarget of task 2 is not finite"):
+        sac.check_finite(7)
+    sac.stats.sums[names.index("QTarget"), 2] = 0.0
+    sac.check_finite(7)  # task 1's NaN is not a divergence: nothing was recorded there
