@@ -111,6 +111,7 @@ def test_qmp_dnc_tiny_epoch(env_id: str, tmp_path: Path) -> None:
     horizon = environments.env_class(env_id).horizon
     assert 4 * n <= sum(steps) < 4 * n + horizon
     assert float(row["Evaluation/NumEpisodes"]) == n
+    # smoke checks only (a mean of booleans, a loss): the rules are tested in tests/envs
     assert 0.0 <= float(row["Evaluation/SuccessRate"]) <= 1.0
     assert math.isfinite(float(row["Train/Qf1Loss"]))
     for name in environments.env_class(env_id).episode_info_metrics.values():

@@ -45,7 +45,9 @@ def _buffer_columns(log_dir: Path, name: str) -> list[np.ndarray]:
 
 def _acting_counts(log_dir: Path, rows: list[dict[str, str]]) -> np.ndarray:
     """(epochs, N, N): how many of task i's transitions stored in epoch e policy j acted, read
-    from the replay buffer (a record apart from the logged matrix)."""
+    from the replay buffer. Buffer and logged matrix are written from the same acting ids, so
+    this checks their layout and normalisation; the ids themselves are checked against a
+    scripted behaviour in test_collection_copies.py."""
     acting = _buffer_columns(log_dir, "acting_policy")
     counts = np.zeros((len(rows), N, N), dtype=np.int64)
     for i in range(N):
