@@ -165,19 +165,19 @@ def _hand_kl(p: list[float], q: list[float]) -> float:
     return float(np.mean(out))
 
 
-def _hand_penalty(i: int, own: list[float]) -> float:
+def _hand_penalty(i: int, own: list[float], n: int) -> float:
     """sum_j B[i][j] KL(pi_j || pi_i) with pi_i's parameters `own` (the diagonal term is 0)."""
-    return sum(KL_BETA[i][j] * _hand_kl(KL_PARAMS[j], own) for j in range(3) if j != i)
+    return sum(KL_BETA[i][j] * _hand_kl(KL_PARAMS[j], own) for j in range(n) if j != i)
 
 
-def _dnc_update(kl: bool) -> MultiTaskSAC:
-    n = 3
+def _dnc_update(kl: bool, n: int = 3) -> MultiTaskSAC:
+    """One update of n tasks (the scenario's first n) with constant policy outputs."""
     torch.manual_seed(0)
     policy = TaskPolicy(Architecture.SEPARATE, n, 3, 2, [4])
     critic = TwinCritic(Architecture.SEPARATE, n, 3, 2, [4])
     sac = MultiTaskSAC(policy, critic, n, 2, SACConfig(),
-                       kl_coeff=torch.tensor(KL_BETA) if kl else None)
-    _constant_networks(sac, KL_PARAMS, [0.0] * 6, [0.0] * 6)
+                       kl_coeff=torch.tensor(KL_BETA)[:n, :n] if kl else None)
+    _constant_networks(sac, KL_PARAMS[:n], [0.0] * 2 * n, [0.0] * 2 * n)
     batch = TransitionBatch(
         obs=torch.randn(n, 4, 3), actions=torch.zeros(n, 4, 2), rewards=torch.zeros(n, 4),
         next_obs=torch.randn(n, 4, 3), terminals=torch.zeros(n, 4),
@@ -187,15 +187,16 @@ def _dnc_update(kl: bool) -> MultiTaskSAC:
     return sac
 
 
-def test_kl_penalty_by_hand(no_noise: None) -> None:
+@pytest.mark.parametrize("n", [2, 3])
+def test_kl_penalty_by_hand(no_noise: None, n: int) -> None:
     """Policy i's penalty: sum_j B[i][j] mean-over-dims KL(N_j || N_i); an asymmetric B shows
-    which index is the trained policy, PolicyKL is the mean KL to the others."""
-    stats = _dnc_update(kl=True).stats.means()
-    for i in range(3):
-        assert stats["PolicyKLPenalty"][i] == pytest.approx(_hand_penalty(i, KL_PARAMS[i]),
+    which index is the trained policy, PolicyKL is the mean KL to the n - 1 others."""
+    stats = _dnc_update(kl=True, n=n).stats.means()
+    for i in range(n):
+        assert stats["PolicyKLPenalty"][i] == pytest.approx(_hand_penalty(i, KL_PARAMS[i], n),
                                                             rel=1e-5)
         assert stats["PolicyKL"][i] == pytest.approx(
-            np.mean([_hand_kl(KL_PARAMS[j], KL_PARAMS[i]) for j in range(3) if j != i]),
+            np.mean([_hand_kl(KL_PARAMS[j], KL_PARAMS[i]) for j in range(n) if j != i]),
             rel=1e-5)
 
 
@@ -213,7 +214,7 @@ def test_kl_penalty_gradient_by_finite_differences(no_noise: None) -> None:
             up, down = list(KL_PARAMS[i]), list(KL_PARAMS[i])
             up[d] += h
             down[d] -= h
-            expected.append((_hand_penalty(i, up) - _hand_penalty(i, down)) / (2 * h))
+            expected.append((_hand_penalty(i, up, 3) - _hand_penalty(i, down, 3)) / (2 * h))
         assert got[i].tolist() == pytest.approx(expected, rel=1e-4, abs=1e-6)
 
 
