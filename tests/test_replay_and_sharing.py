@@ -52,6 +52,14 @@ def test_fifo_wraps_and_keeps_the_newest() -> None:
     assert buffer.task_sizes().tolist() == [8] * N
 
 
+def test_a_buffer_of_one_keeps_the_newest_transition_and_zero_is_refused() -> None:
+    buffer = MultiTaskReplayBuffer(N, 1, 2, 1, seed=0)
+    buffer.add(0, *_episode(0, range(5)))
+    assert buffer.task_sizes().tolist() == [1, 0, 0] and buffer.obs[0, 0, 1] == 4
+    with pytest.raises(ValueError, match="capacity must be positive"):
+        MultiTaskReplayBuffer(N, 0, 2, 1, seed=0)
+
+
 def test_each_task_buffer_fills_on_its_own() -> None:
     """With the original's sampler tasks collect different amounts: sizes are per task, and a
     task's batch comes from its own filled part only (empty buffers give zeros, masked out)."""
