@@ -60,6 +60,53 @@ def test_a_buffer_of_one_keeps_the_newest_transition_and_zero_is_refused() -> No
         MultiTaskReplayBuffer(N, 0, 2, 1, seed=0)
 
 
+@pytest.mark.parametrize("shared", [False, True])
+def test_fifo_slots_follow_the_global_transition_count(shared: bool) -> None:
+    """A FIFO of capacity 8: the k-th transition ever stored sits in slot k mod 8 until 8 newer
+    ones replace it. Episodes of 3, 5 (ends exactly at the boundary), 8, 11 (longer than the
+    capacity, from a non-zero pointer), 1 and 7 (wrapping) transitions."""
+    buffer = MultiTaskReplayBuffer(N, 8, 2, 1, seed=0, shared=shared)
+    total = 0
+    for length in (3, 5, 8, 11, 1, 7):
+        buffer.add(0, *_episode(0, range(total, total + length)))
+        total += length
+        expected = {k % 8: k for k in range(max(0, total - 8), total)}  # newest per slot
+        assert buffer.ptr[0] == total % 8 and buffer.task_sizes()[0] == min(total, 8)
+        for slot, k in expected.items():
+            assert buffer.obs[0, slot, 1] == k and buffer.rewards[0, slot] == k
+            assert buffer.next_obs[0, slot, 1] == k + 0.5
+
+
+def test_a_task_with_one_transition_always_samples_it() -> None:
+    per_task = MultiTaskReplayBuffer(N, 8, 2, 1, seed=0)
+    shared = MultiTaskReplayBuffer(N, 8, 2, 1, seed=0, shared=True)
+    for buffer in (per_task, shared):
+        buffer.add(1, *_episode(1, range(7, 8)))
+    assert (per_task.sample_per_task(50).obs[1, :, 1] == 7).all()
+    assert (per_task.sample_observations(50).view(N, 50, 2)[1, :, 1] == 7).all()
+    assert (shared.sample_mixed(50).obs[0, :, 1] == 7).all()
+
+
+def test_mixed_batches_reach_every_stored_transition() -> None:
+    buffer = MultiTaskReplayBuffer(N, 8, 2, 1, seed=0, shared=True)
+    buffer.add(2, *_episode(2, range(3)))
+    assert set(buffer.sample_mixed(300).obs[0, :, 1].tolist()) == {0.0, 1.0, 2.0}
+
+
+def test_a_checkpointed_buffer_loads_back_and_a_wrong_one_is_refused() -> None:
+    full = _filled_buffer(capacity=20, steps=20)  # every buffer exactly at capacity
+    state = full.state_dict()
+    again = MultiTaskReplayBuffer(N, 20, 2, 1, seed=0)
+    again.load_state_dict(state)
+    np.testing.assert_array_equal(again.obs, full.obs)
+    assert again.task_sizes().tolist() == [20] * N
+    with pytest.raises(ValueError, match="holds 3 buffers, expected 2"):
+        MultiTaskReplayBuffer(2, 20, 2, 1, seed=0).load_state_dict(state)
+    state["sizes"] = np.array([3, 21, 5])
+    with pytest.raises(ValueError, match="holds 21 transitions in a buffer, capacity 20"):
+        again.load_state_dict(state)
+
+
 def test_each_task_buffer_fills_on_its_own() -> None:
     """With the original's sampler tasks collect different amounts: sizes are per task, and a
     task's batch comes from its own filled part only (empty buffers give zeros, masked out)."""
@@ -329,9 +376,12 @@ def test_memory_estimate_counts_every_array() -> None:
     obs, next_obs (5), actions (3), reward, terminal and int16 acting policy and task id: 2
     buffers x 10 x (4 (2 * 5 + 3 + 2) + 2 + 2) = 1280 bytes."""
     buffer = MultiTaskReplayBuffer(2, 10, 5, 3, seed=0)
-    arrays = [a for a in vars(buffer).values() if isinstance(a, np.ndarray) and a.size >= 20]
+    arrays = [a for a in vars(buffer).values() if isinstance(a, np.ndarray) and a.size >= 10]
     assert sum(a.nbytes for a in arrays) == 1280  # the per-transition arrays (2 x 10 or more)
     assert MultiTaskReplayBuffer.bytes_needed(2, 10, 5, 3) == 1280
+    shared = MultiTaskReplayBuffer(2, 10, 5, 3, seed=0, shared=True)  # one FIFO for both
+    arrays = [a for a in vars(shared).values() if isinstance(a, np.ndarray) and a.size >= 10]
+    assert sum(a.nbytes for a in arrays) == 640 == MultiTaskReplayBuffer.bytes_needed(1, 10, 5, 3)
 
 
 def test_mixture_matrix_is_each_rows_share_of_its_own_steps() -> None:
