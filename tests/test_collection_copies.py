@@ -203,6 +203,39 @@ def _collector(copies: int, qmp: bool, sampler: str = "local") -> Collector:
                      info_metrics=family.episode_info_metrics, sampler_type=sampler)
 
 
+class _RecordingActs:
+    """Wraps a behaviour: keeps the `deterministic` flag and the actions of every call."""
+
+    def __init__(self, behaviour: OwnPolicy | QSwitch) -> None:
+        self.behaviour, self.flags, self.actions = behaviour, [], []
+
+    def act(self, obs: torch.Tensor, steps_in_episode: np.ndarray, deterministic: bool = False
+            ) -> tuple[np.ndarray, np.ndarray]:
+        actions, acting = self.behaviour.act(obs, steps_in_episode, deterministic)
+        self.flags.append(deterministic)
+        self.actions.append(actions.copy())
+        return actions, acting
+
+
+@pytest.mark.parametrize("qmp", [False, True])
+def test_collection_samples_actions_and_stores_the_executed_ones(qmp: bool) -> None:
+    """Training data is collected with sampled (not mean) actions, and the buffer stores
+    exactly the (R, N, A) action each row executed, A = 2 on PointReach."""
+    collector = _collector(1, qmp)
+    recorder = _RecordingActs(collector.behaviour)  # type: ignore[arg-type]
+    collector.behaviour = recorder  # type: ignore[assignment]
+    samples = collector.collect(4 * 50)  # one 50-step episode per task
+    assert samples.tolist() == [50] * 4 and set(recorder.flags) == {False}
+    executed = np.stack(recorder.actions)[:, 0]  # (steps, N, A)
+    assert executed.shape == (50, 4, 2)
+    for i in range(4):
+        np.testing.assert_array_equal(collector.buffer.actions[i, :50], executed[:, i])
+    mean_actions = [collector.behaviour.behaviour.act(  # type: ignore[attr-defined]
+        torch.from_numpy(collector.buffer.obs[:, :1].transpose(1, 0, 2)), np.zeros((1, 4)),
+        True)[0][0]]
+    assert not np.allclose(mean_actions[0], executed[0])  # sampled, not the squashed mean
+
+
 @pytest.mark.parametrize("qmp", [False, True])
 def test_real_env_rounds_store_whole_chained_episodes(qmp: bool) -> None:
     """PointReach episodes never terminate (horizon 50): a 700-step round under `local` with 2
