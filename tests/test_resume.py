@@ -144,6 +144,20 @@ def test_truncated_checkpoint_is_detected(tmp_path: Path,
     assert len(err.splitlines()) == 1 and "corrupt or truncated" in err
 
 
+def test_a_checkpoint_of_another_format_or_incomplete_is_refused(tmp_path: Path) -> None:
+    from learning.checkpoint import FORMAT, save_checkpoint
+
+    path = save_checkpoint(str(tmp_path), 3, {"config": {}}, keep=1)
+    with pytest.raises(CheckpointError, match="lacks"):
+        load_checkpoint(path)
+    torch.save({"format": FORMAT + 1, "epoch": 3}, path)
+    with pytest.raises(CheckpointError, match="is not a checkpoint of this version"):
+        load_checkpoint(path)
+    torch.save([1, 2], path)
+    with pytest.raises(CheckpointError, match="is not a checkpoint of this version"):
+        load_checkpoint(path)
+
+
 @pytest.mark.parametrize(("argv", "message"), [
     (["--snapshot_dir", "/nonexistent/run"], "not a folder"),
     (["--snapshot_dir", "{tmp}", "--lr", "0.1"], "cannot change"),
