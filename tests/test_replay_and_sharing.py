@@ -77,6 +77,31 @@ def test_fifo_slots_follow_the_global_transition_count(shared: bool) -> None:
             assert buffer.next_obs[0, slot, 1] == k + 0.5
 
 
+@pytest.mark.parametrize("shared", [False, True])
+def test_rollback_restores_what_the_epoch_overwrote(shared: bool) -> None:
+    """A stopped run returns its buffers to the last finished epoch: after mark(), episodes
+    that wrap around and overwrite old transitions (and a draw from the RNG) are undone
+    exactly."""
+    buffer = MultiTaskReplayBuffer(N, 8, 2, 1, seed=0, shared=shared)
+    buffer.add(0, *_episode(0, range(6)))
+    buffer.add(1, *_episode(1, range(3)))
+    before = {name: getattr(buffer, name).copy() for name in MultiTaskReplayBuffer._ARRAYS}
+    ptr, sizes = buffer.ptr.copy(), buffer.sizes.copy()
+    buffer.mark()
+    draw = buffer.rng.integers(0, 1000, size=5)
+    buffer.add(0, *_episode(0, range(100, 105)))  # wraps: overwrites slots 6, 7, 0, 1, 2
+    buffer.add(0, *_episode(0, range(200, 211)))  # longer than the capacity
+    buffer.add(2, *_episode(2, range(300, 304)))
+    buffer.rollback()
+    for name, values in before.items():  # the filled part (slots past a size are unused)
+        for g, size in enumerate(sizes.tolist()):
+            np.testing.assert_array_equal(getattr(buffer, name)[g, :size], values[g, :size],
+                                          err_msg=name)
+    np.testing.assert_array_equal(buffer.ptr, ptr)
+    np.testing.assert_array_equal(buffer.sizes, sizes)
+    np.testing.assert_array_equal(buffer.rng.integers(0, 1000, size=5), draw)
+
+
 def test_a_task_with_one_transition_always_samples_it() -> None:
     per_task = MultiTaskReplayBuffer(N, 8, 2, 1, seed=0)
     shared = MultiTaskReplayBuffer(N, 8, 2, 1, seed=0, shared=True)
