@@ -93,6 +93,14 @@ def test_dynamics_clip_actions_and_arena() -> None:
     np.testing.assert_allclose(obs[:2], [2.0, -0.05], atol=1e-6)
 
 
+def test_the_point_starts_uniformly_in_the_documented_square() -> None:
+    """Start positions: uniform in [-0.05, 0.05]^2 (README); 400 seeds fill the square."""
+    env = PointReachTaskEnv(0)
+    starts = np.array([env.reset(seed=s)[0][:2] for s in range(400)])
+    assert np.abs(starts).max() <= 0.05 and np.abs(starts).max(0).min() > 0.048
+    assert starts.min(0).max() < -0.048 and abs(starts.mean()) < 0.01
+
+
 def test_seeded_resets_are_reproducible() -> None:
     a, b = PointReachTaskEnv(1), PointReachTaskEnv(1)
     np.testing.assert_array_equal(a.reset(seed=3)[0], b.reset(seed=3)[0])
