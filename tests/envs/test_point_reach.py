@@ -25,6 +25,19 @@ def test_family_interface() -> None:
     np.testing.assert_array_equal(family.split_observation(obs, include_task_id=True), obs)
 
 
+def test_every_task_env_has_the_documented_spaces() -> None:
+    """Actions in [-1, 1]^2, observations (x, y, one-hot) unbounded: what a policy is built for."""
+    for task in range(4):
+        env = PointReachTaskEnv(task, seed=0)
+        assert isinstance(env.action_space, gym.spaces.Box)
+        assert env.action_space.shape == (2,)
+        np.testing.assert_array_equal(env.action_space.low, [-1.0, -1.0])
+        np.testing.assert_array_equal(env.action_space.high, [1.0, 1.0])
+        assert env.observation_space.shape == (6,)
+        assert np.all(env.observation_space.low == -np.inf)
+        assert np.all(env.observation_space.high == np.inf)
+
+
 def test_gymnasium_make_plays_every_task() -> None:
     env = gym.make("PointReachMT4-v0", seed=0)
     tasks = []
