@@ -2,7 +2,7 @@
 
 Usage::
 
-    python report.py [RESULTS_DIR] [--out FILE] [--paper CSV]
+    python report.py [RESULTS_DIR] [--out FILE] [--readme README.md] [--paper CSV]
 
 Reads the runs laid out as `RESULTS_DIR/ENV/METHOD/sSEED/{progress.csv,config.yaml}` (default
 RESULTS_DIR: `results`; folders of any other layout, such as `results/short_runs`, are not read)
@@ -11,8 +11,9 @@ policy with the final value as mean +- std over seeds, each seed's value, the se
 nothing, the env-step budget and the paper's digitised value (CSV, default
 `results/paper_results.csv` next to this file). It also draws one learning-curve figure per env,
 `RESULTS_DIR/figures/ENV.png` (plot.py's curves, plus the paper's final values). The report states
-how each number is computed. Prints the path written; errors are one `report.py: error: ...` line
-with exit code 2.
+how each number is computed. With --readme, the same table and the figures also replace what lies
+between README_START and README_END in that file (README.md's results section). Prints the path
+written; errors are one `report.py: error: ...` line with exit code 2.
 """
 
 from __future__ import annotations
@@ -43,6 +44,9 @@ ENV_NAMES = {
     "Walker2dMT4-v0": "Walker2D",
 }
 BUDGET_NOTE = "[^budget]"
+#: The lines of a README between which `--readme` writes the table and figures.
+README_START = "<!-- report.py --readme: start -->"
+README_END = "<!-- report.py --readme: end -->"
 
 
 class ReportError(Exception):
@@ -277,17 +281,53 @@ def render(rows: Sequence[Row], groups: dict[str, dict[str, list[plot.Run]]],
         lines.append(f"- `{env}` ({ENV_NAMES.get(env, env)}): {len(named)} method group"
                      f"{'s' if len(named) != 1 else ''}, {runs} run{'s' if runs != 1 else ''}, "
                      f"metric `{plot.default_metric(env)}`; {reference}{figure}")
+    lines += ["", "## Final values", "", *table_lines(rows, paper)]
+    return "\n".join(lines) + "\n"
+
+
+def table_lines(rows: Sequence[Row], paper: dict[tuple[str, str], Paper]) -> list[str]:
+    """The final-values table (markdown), with the note on short budgets when a row has one."""
     header = ["env", "method", "policy", "final (mean ± std)", "per seed", "learned nothing",
               "budget (env steps)", "paper"]
-    lines += ["", "## Final values", "", "| " + " | ".join(header) + " |",
-              "|" + "---|" * len(header)]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     table = [row_cells(row, paper) for row in rows]
     lines += ["| " + " | ".join(cells) + " |" for cells in table]
     if any(BUDGET_NOTE in cells[6] for cells in table):
         lines += ["", f"{BUDGET_NOTE}: budget below the paper's: these runs stopped at fewer env "
                   "steps than the paper's curves end, so their final values are not measured at "
                   "the paper's budget."]
-    return "\n".join(lines) + "\n"
+    return lines
+
+
+def readme_block(rows: Sequence[Row], paper: dict[tuple[str, str], Paper],
+                 figures: dict[str, str], readme_dir: str) -> str:
+    """What goes between README's report markers: the table and every env's figure."""
+    lines = table_lines(rows, paper)
+    for env, path in figures.items():
+        lines += ["", f"![{env}: curves per method, the paper's final values marked]"
+                  f"({os.path.relpath(path, readme_dir)})"]
+    return "\n".join(lines)
+
+
+def update_readme(path: str, block: str) -> None:
+    """Replace the text between README_START and README_END in `path` with `block`; the file is
+    left as it was when a marker is missing or the write fails."""
+    try:
+        with open(path) as f:
+            text = f.read()
+    except OSError as error:
+        raise ReportError(f"cannot read {path}: {error.strerror}") from None
+    start, end = text.find(README_START), text.find(README_END)
+    if start < 0 or end < start:
+        raise ReportError(f"{path} has no '{README_START}' ... '{README_END}' block to fill")
+    new = text[:start + len(README_START)] + "\n" + block + "\n" + text[end:]
+    tmp = path + ".tmp"
+    try:
+        with open(tmp, "w") as f:
+            f.write(new)
+        os.replace(tmp, path)
+    except OSError as error:
+        raise ReportError(f"cannot write {path}: {error.strerror}") from None
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -296,6 +336,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                         help="folder of ENV/METHOD/sSEED run folders (default: results)")
     parser.add_argument("--out", default=None, metavar="FILE",
                         help="report file (default: RESULTS_DIR/REPORT.md)")
+    parser.add_argument("--readme", default=None, metavar="FILE",
+                        help=f"also write the table and figures into FILE, between the lines "
+                        f"'{README_START}' and '{README_END}' (e.g. README.md)")
     parser.add_argument("--paper", default=PAPER_CSV, metavar="CSV",
                         help="the paper's values (default: results/paper_results.csv)")
     return parser.parse_args(argv)
@@ -308,13 +351,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         paper = load_paper(args.paper)
         groups = plot.group_runs(find_runs(args.results_dir))
         figures = write_figures(groups, paper, os.path.join(args.results_dir, "figures"))
-        text = render(report_rows(groups), groups, paper, figures,
-                      os.path.dirname(os.path.abspath(out)))
+        rows = report_rows(groups)
+        text = render(rows, groups, paper, figures, os.path.dirname(os.path.abspath(out)))
         try:
             with open(out, "w") as f:
                 f.write(text)
         except OSError as error:
             raise ReportError(f"cannot write {out}: {error.strerror}") from None
+        if args.readme is not None:
+            update_readme(args.readme, readme_block(
+                rows, paper, figures, os.path.dirname(os.path.abspath(args.readme))))
     except (ReportError, plot.PlotError) as error:
         print(f"{PROG}: error: {error}", file=sys.stderr)
         return 2

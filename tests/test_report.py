@@ -182,3 +182,39 @@ def test_std_is_population_std() -> None:
     cells = report.row_cells(row, {})
     assert cells[3] == f"30.0 ± {np.std([10.0, 20.0, 60.0]):.1f} %" == "30.0 ± 21.6 %"
     assert cells[6] == "2M" and cells[7] == "-"
+
+
+def test_readme_block_is_replaced_with_the_table_and_figures(
+        sample: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    readme = tmp_path / "README.md"
+    before = f"# Title\n\n## Results\n\n{report.README_START}\nold table\n{report.README_END}\n"
+    after = "\n## Next\n\ntext\n"
+    readme.write_text(before + after)
+    assert report.main([str(sample), "--readme", str(readme)]) == 0
+    text = readme.read_text()
+    head, block = text.split(report.README_START + "\n")
+    block, tail = block.split("\n" + report.README_END)
+    assert head == "# Title\n\n## Results\n\n" and tail == "\n" + after
+    assert "old table" not in block
+    # the same rows as REPORT.md, then one image per env with a path relative to the README
+    assert table_rows(block) == table_rows((sample / "REPORT.md").read_text())
+    assert "\n[^budget]: budget below the paper's" in block
+    for env in (JACO, WALKER):
+        link = os.path.relpath(sample / "figures" / f"{env}.png", tmp_path)
+        assert f"]({link})" in block and (tmp_path / link).exists()
+    # a second run leaves the file as it is (the block is replaced, not appended)
+    assert report.main([str(sample), "--readme", str(readme)]) == 0
+    assert readme.read_text() == text
+    capsys.readouterr()
+
+
+def test_readme_without_markers_is_an_error_and_left_alone(
+        sample: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    readme = tmp_path / "README.md"
+    readme.write_text("# Title\n\nno markers here\n")
+    assert report.main([str(sample), "--readme", str(readme)]) == 2
+    line, = capsys.readouterr().err.splitlines()
+    assert line.startswith("report.py: error: ") and "no '<!-- report.py" in line
+    assert readme.read_text() == "# Title\n\nno markers here\n"
+    assert report.main([str(sample), "--readme", str(tmp_path / "absent.md")]) == 2
+    assert "cannot read" in capsys.readouterr().err
