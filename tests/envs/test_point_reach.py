@@ -100,10 +100,20 @@ def test_only_task_3_is_sparse() -> None:
 
 
 def test_dynamics_clip_actions_and_arena() -> None:
+    """A step moves 0.1 x the action clipped to [-1, 1]; the point stays inside [-2, 2]^2."""
     env = PointReachTaskEnv(0, seed=0)
+    env.set_position(np.zeros(2))
+    for action, moved in [((5.0, -3.0), (0.1, -0.1)), ((-1.5, 0.5), (-0.1, 0.05)),
+                          ((0.3, -0.7), (0.03, -0.07))]:
+        before = env._pos.copy()
+        obs, *_ = env.step(np.array(action))
+        np.testing.assert_allclose(obs[:2] - before, moved, atol=1e-6)
     env.set_position(np.array([1.95, 0.0]))
     obs, *_ = env.step(np.array([5.0, -0.5]))
     np.testing.assert_allclose(obs[:2], [2.0, -0.05], atol=1e-6)
+    env.set_position(np.array([-1.97, -1.99]))
+    obs, *_ = env.step(np.array([-1.0, -1.0]))
+    np.testing.assert_allclose(obs[:2], [-2.0, -2.0], atol=1e-6)
 
 
 def test_the_point_starts_uniformly_in_the_documented_square() -> None:
