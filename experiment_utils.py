@@ -25,8 +25,13 @@ import torch
 import yaml
 
 import environments
-from learning.sampler import SAMPLER_TYPES
-from learning.task_networks import Architecture
+from learning.algorithms.sac import UPDATE_PATHS
+from learning.nn.heads import Architecture
+from learning.policies.behaviour import Behaviour, OwnPolicy
+from learning.policies.qswitch_mixture_policies_wrapper import QSwitch
+from learning.policies.task_policy import TaskPolicy
+from learning.q_functions.twin_critic import TwinCritic
+from learning.samplers.sampler import SAMPLER_TYPES
 
 
 class ExperimentError(Exception):
@@ -110,6 +115,7 @@ GLOBAL_DEFAULTS: dict[str, Any] = {
     "replay_buffer_size": None,
     "sampler_type": "local",
     "torch_threads": 1,
+    "update_path": "auto",
     "sparse_tasks": [],
     "eval_in_background": True,
     "envs_per_task": 1,
@@ -162,6 +168,7 @@ class ExperimentConfig:
     envs_per_task: int = 1
     snapshot_interval: float = 0.0
     sampler_type: str = "local"
+    update_path: str = "auto"
     num_tasks: int = field(default=0)
 
     @property
@@ -280,8 +287,8 @@ def build_parser() -> argparse.ArgumentParser:
       help="Q-switch scores with Q1 (the original) or min(Q1, Q2)")
     a("--replay_buffer_size", type=int,
       help="capacity of each task's buffer (Separated/Data methods) or of the one shared "
-           "buffer (Parameters methods); default 1e6, lowered to the run's total env steps "
-           "and to what fits in 40%% of this machine's memory (a printed line says so)")
+           "buffer (Parameters methods); default 1e6 (the original's), lowered only to what "
+           "fits in 40%% of this machine's memory (a printed line says so)")
     a("--sampler_type", choices=list(SAMPLER_TYPES),
       help="how a round's env steps go to the tasks, as the original's samplers: local "
            "(default: one whole episode per task in task order, cycling from task 0, until the "
@@ -289,6 +296,10 @@ def build_parser() -> argparse.ArgumentParser:
            "--batch_size / N steps)")
     a("--torch_threads", type=int,
       help="torch intra-op threads (default 1: fastest for these small networks)")
+    a("--update_path", choices=list(UPDATE_PATHS),
+      help="how the SAC update computes its gradients: hand (hand-written backward passes, "
+           "faster), autograd (autograd on the losses as written) or auto (default: hand "
+           "whenever it covers the update); both give the same gradients")
     a("--sparse_tasks", type=int, nargs="+",
       help="task ids that get the sparse reward (envs that offer it: Maze, Kitchen)")
     boolean("eval_in_background",
@@ -435,6 +446,7 @@ _KEY_TYPES: dict[str, str] = {
     "policy_sampling_freq": "int", "sharing_quantile": "float", "layer_norm": "bool",
     "vis_freq": "int", "kl_coeff": "list[float]", "qswitch_critic": "str",
     "replay_buffer_size": "int?", "sampler_type": "str", "torch_threads": "int?",
+    "update_path": "str",
     "sparse_tasks": "list[int]",
     "eval_in_background": "bool", "envs_per_task": "int",
     "snapshot_interval": "float", "log_dir": "str?", "snapshot_gap": "int",
@@ -555,6 +567,9 @@ def validate(c: ExperimentConfig) -> None:
         raise ExperimentError(
             f"--replay_buffer_size {c.replay_buffer_size} cannot hold --min_buffer_size"
         )
+    if c.update_path not in UPDATE_PATHS:
+        raise ExperimentError(f"--update_path must be one of {', '.join(UPDATE_PATHS)}, "
+                              f"got {c.update_path!r}")
     if c.sampler_type not in SAMPLER_TYPES:
         raise ExperimentError(f"--sampler_type must be one of {', '.join(SAMPLER_TYPES)}, "
                               f"got {c.sampler_type!r}")
@@ -760,7 +775,7 @@ def size_replay_buffers(c: ExperimentConfig, obs_dim: int, action_dim: int, hori
     `resume --n_epochs` must keep the capacity a run started that long gets. The note is
     printed only when the run could hold more than the lowered capacity. An explicit value is
     kept, or refused if it could not fit in MAX_MEMORY_SHARE."""
-    from learning.replay_buffer import MultiTaskReplayBuffer
+    from learning.buffers.replay_buffer import MultiTaskReplayBuffer
 
     groups = 1 if c.spec.sampling == "mixed" else c.num_tasks
     memory = _machine_memory()
@@ -846,3 +861,34 @@ def set_seed(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
+
+
+@dataclass
+class Setup:
+    """The networks of one run and who gets them: the task policies and Q-functions go to the
+    algorithm (SAC trains each task's pair), the behaviour to the sampler (it collects the data:
+    each task's own policy, or for QMP methods the Q-switch mixture of all of them)."""
+
+    policy: TaskPolicy
+    qf: TwinCritic
+    behaviour: Behaviour
+
+
+def setup(config: ExperimentConfig, family: environments.MultiTaskEnv) -> Setup:
+    """Create the task policies and Q-functions of `config`'s architectures for `family`, and
+    the data-collecting behaviour (`make_behaviour`)."""
+    n, action_dim = family.num_tasks, family.action_dim
+    obs_dim = family.network_obs_dim(config.include_task_id)
+    policy = TaskPolicy(Architecture(config.policy_architecture), n, obs_dim, action_dim,
+                        config.hidden_sizes)
+    qf = TwinCritic(Architecture(config.Q_architecture), n, obs_dim, action_dim,
+                    config.hidden_sizes, layer_norm=config.layer_norm)
+    return Setup(policy, qf, make_behaviour(config, policy, qf))
+
+
+def make_behaviour(config: ExperimentConfig, policy: TaskPolicy, qf: TwinCritic) -> Behaviour:
+    """The data-collecting behaviour of the method: own policies, or the Q-switch mixture."""
+    if not config.spec.qmp:
+        return OwnPolicy(policy)
+    return QSwitch(policy, qf, critic_choice=config.qswitch_critic,  # type: ignore[arg-type]
+                   sampling_freq=config.policy_sampling_freq)

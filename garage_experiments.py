@@ -28,34 +28,37 @@ from experiment_utils import (
     append_provenance,
     env_options,
     load_run_config,
+    make_behaviour,
     save_run_config,
     set_seed,
+    setup,
     size_replay_buffers,
 )
-from learning.behaviour import Behaviour, OwnPolicy, QSwitch
-from learning.checkpoint import (
+from learning.algorithms.learner import Learner
+from learning.algorithms.sac import MultiTaskSAC, SACConfig
+from learning.buffers.replay_buffer import MultiTaskReplayBuffer
+from learning.policies.behaviour import Behaviour, OwnPolicy
+from learning.policies.task_policy import TaskPolicy
+from learning.q_functions.twin_critic import TwinCritic
+from learning.runs.checkpoint import (
     CheckpointError,
     CheckpointWriter,
     checkpoint_paths,
     load_checkpoint,
 )
-from learning.evaluation import (
+from learning.runs.evaluation import (
     BackgroundEvaluation,
     Evaluator,
     InlineEvaluation,
     evaluation_copies,
     serve_evaluations,
 )
-from learning.learner import Learner
-from learning.replay_buffer import MultiTaskReplayBuffer
-from learning.run_logger import RunLogger
-from learning.runtime import configure_runtime
-from learning.sac import MultiTaskSAC, SACConfig
-from learning.sampler import Collector, TaskVectorEnv
-from learning.stopping import StopSignals, ignore_stop_signals
-from learning.task_networks import Architecture, TaskPolicy, TwinCritic
-from learning.trainer import Schedule, Trainer
-from learning.video import record_videos
+from learning.runs.run_logger import RunLogger
+from learning.runs.runtime import configure_runtime
+from learning.runs.stopping import StopSignals, ignore_stop_signals
+from learning.runs.trainer import Schedule, Trainer
+from learning.runs.video import record_videos
+from learning.samplers.sampler import Collector, TaskVectorEnv
 
 #: evaluation envs are seeded apart from the training envs
 EVAL_SEED_OFFSET = 10_000
@@ -72,26 +75,6 @@ def kl_matrix(config: ExperimentConfig) -> torch.Tensor | None:
     return torch.tensor(values, dtype=torch.float32).view(n, n)
 
 
-def build_networks(config: ExperimentConfig, family: environments.MultiTaskEnv
-                   ) -> tuple[TaskPolicy, TwinCritic]:
-    n, action_dim = family.num_tasks, family.action_dim
-    obs_dim = family.network_obs_dim(config.include_task_id)
-    policy = TaskPolicy(Architecture(config.policy_architecture), n, obs_dim, action_dim,
-                        config.hidden_sizes)
-    critic = TwinCritic(Architecture(config.Q_architecture), n, obs_dim, action_dim,
-                        config.hidden_sizes, layer_norm=config.layer_norm)
-    return policy, critic
-
-
-def make_behaviour(config: ExperimentConfig, policy: TaskPolicy, critic: TwinCritic
-                   ) -> Behaviour:
-    """The data-collecting behaviour of the method: own policies, or the Q-switch."""
-    if not config.spec.qmp:
-        return OwnPolicy(policy)
-    return QSwitch(policy, critic, critic_choice=config.qswitch_critic,  # type: ignore[arg-type]
-                   sampling_freq=config.policy_sampling_freq)
-
-
 def task_set_copies(family: environments.MultiTaskEnv, copies: int, *, evaluation: bool,
                     seed: int) -> list[gym.Env]:
     """`copies` instances of every task env, copy-major. Copy 0 keeps the family's own seeds;
@@ -105,7 +88,7 @@ def task_set_copies(family: environments.MultiTaskEnv, copies: int, *, evaluatio
 
 def build_inline_evaluation(config: ExperimentConfig, family: environments.MultiTaskEnv,
                             policy: TaskPolicy, critic: TwinCritic) -> InlineEvaluation:
-    """Evaluation envs (copies of the task set, see learning.evaluation) and behaviours."""
+    """Evaluation envs (copies of the task set, see learning.runs.evaluation) and behaviours."""
     n = family.num_tasks
     per_task = config.num_evaluation_episodes // n
     copies = evaluation_copies(per_task, n, family.eval_copies_limit)
@@ -124,15 +107,15 @@ def build_inline_evaluation(config: ExperimentConfig, family: environments.Multi
 
 
 def _evaluation_worker(conn: Any, config_dict: dict[str, Any]) -> None:
-    """Entry point of the background evaluation process (see learning.evaluation)."""
+    """Entry point of the background evaluation process (see learning.runs.evaluation)."""
     ignore_stop_signals()  # the training process ends it (a Ctrl-C reaches both)
     config = ExperimentConfig(**config_dict)
     configure_runtime(1)  # one core's work: the training process keeps the others
     torch.manual_seed(config.seed)
     family = environments.make_multitask_env(config.env, seed=config.seed, **env_options(config))
-    policy, critic = build_networks(config, family)
-    evaluation = build_inline_evaluation(config, family, policy, critic)
-    serve_evaluations(conn, evaluation, {"policy": policy, "critic": critic})
+    nets = setup(config, family)
+    evaluation = build_inline_evaluation(config, family, nets.policy, nets.qf)
+    serve_evaluations(conn, evaluation, {"policy": nets.policy, "critic": nets.qf})
 
 
 def build_trainer(config: ExperimentConfig, log_dir: str, *, stdout: bool = True,
@@ -158,7 +141,10 @@ def build_trainer(config: ExperimentConfig, log_dir: str, *, stdout: bool = True
         size_replay_buffers(config, obs_dim, action_dim, family.horizon)
     split = functools.partial(family.split_observation, include_task_id=config.include_task_id)
 
-    policy, critic = build_networks(config, family)
+    # the task policies and Q-functions go to the algorithm, the behaviour (for QMP methods the
+    # Q-switch mixture) to the sampler
+    nets = setup(config, family)
+    policy, critic = nets.policy, nets.qf
     sac = MultiTaskSAC(
         policy,
         critic,
@@ -174,6 +160,7 @@ def build_trainer(config: ExperimentConfig, log_dir: str, *, stdout: bool = True
             temperature_loss=spec.temperature_loss,
         ),
         kl_coeff=kl_matrix(config),
+        update_path=config.update_path,  # type: ignore[arg-type]
     )
     assert config.replay_buffer_size is not None
     buffer = MultiTaskReplayBuffer(n, config.replay_buffer_size, obs_dim, action_dim, config.seed,
@@ -191,7 +178,7 @@ def build_trainer(config: ExperimentConfig, log_dir: str, *, stdout: bool = True
     collector = Collector(
         TaskVectorEnv(task_set_copies(family, config.envs_per_task, evaluation=False,
                                       seed=config.seed), family.horizon, config.seed),
-        make_behaviour(config, policy, critic),
+        nets.behaviour,
         buffer,
         split,
         discount=config.discount,
@@ -344,7 +331,7 @@ def resume_experiment(run_dir: str, *, n_epochs: int | None = None, shorten: boo
 
 def _train(trainer: Trainer, config: ExperimentConfig, log_dir: str, stdout: bool,
            stop: StopSignals, resumed: bool = False) -> dict[str, Any]:
-    """Train with SIGINT / SIGTERM turned into a clean stop (see learning.stopping)."""
+    """Train with SIGINT / SIGTERM turned into a clean stop (see learning.runs.stopping)."""
     try:
         if stdout and not resumed:
             config = load_run_config(log_dir)  # as built (the replay capacity decided)

@@ -122,13 +122,14 @@ NOT_RESULT_KEYS = (
     #              extended by resuming); different lengths in a group are warned about instead
     "log_dir",  # where the run was written
     "torch_threads",  # speed only
+    "update_path",  # the same gradients either way (up to rounding)
     "snapshot_gap", "snapshot_interval", "keep_checkpoints",  # checkpointing
     "vis_freq",  # videos
     "wandb", "eval_in_background",  # logging; evaluation numbers are identical either way
     "provenance",  # where a run came from (commit, host, versions)
 )
 #: replay_buffer_size of a run whose buffers never filled up: equal to any other such capacity
-#: (the default capacity is lowered to the run's total steps, so it follows n_epochs)
+#: (runs of earlier versions lowered the default capacity to the run's total steps)
 NEVER_FULL = "never full"
 
 

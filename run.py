@@ -24,7 +24,7 @@ def _error(message: object) -> int:
 def _trained(train: Callable[[], Any], log_dir: str) -> tuple[Any, int | None]:
     """(train(), None), or (None, exit code) after one line for a run, new or resumed, that was
     stopped or diverged."""
-    from learning.stopping import RunStopped
+    from learning.runs.stopping import RunStopped
 
     try:
         return train(), None

@@ -6,7 +6,7 @@ and keep episode statistics, exactly as in training.
 
 Each collection rate is one round of the trainer's collector (`Collector.collect`) of
 `steps * K * N` env steps in all, allocated to the tasks by `--sampler_type` (whole episodes, see
-`learning.sampler`): stored env steps over the round's wall time. A round may end with a
+`learning.samplers.sampler`): stored env steps over the round's wall time. A round may end with a
 partial pass in which some env rows wait for others (or are dropped), so it counts what the
 trainer gets; the raw rate steps all N * K envs `steps` times with pre-drawn random actions,
 no waiting. With `steps` a multiple of the horizon (600: Jaco 200, Maze 600; MT10 500 needs
@@ -35,10 +35,13 @@ from torch.utils.flop_counter import FlopCounterMode
 
 import environments
 from garage_experiments import task_set_copies
-from learning.behaviour import OwnPolicy, QSwitch
-from learning.replay_buffer import MultiTaskReplayBuffer
-from learning.sampler import SAMPLER_TYPES, Collector, TaskVectorEnv
-from learning.task_networks import Architecture, TaskPolicy, TwinCritic
+from learning.buffers.replay_buffer import MultiTaskReplayBuffer
+from learning.nn.heads import Architecture
+from learning.policies.behaviour import OwnPolicy
+from learning.policies.qswitch_mixture_policies_wrapper import QSwitch
+from learning.policies.task_policy import TaskPolicy
+from learning.q_functions.twin_critic import TwinCritic
+from learning.samplers.sampler import SAMPLER_TYPES, Collector, TaskVectorEnv
 
 
 def make_venv(family: environments.MultiTaskEnv, copies: int) -> TaskVectorEnv:

@@ -15,7 +15,7 @@ os.environ.setdefault("MUJOCO_GL", "egl")
 
 import torch  # noqa: E402
 
-from learning.runtime import keep_freed_memory  # noqa: E402
+from learning.runs.runtime import keep_freed_memory  # noqa: E402
 
 keep_freed_memory()
 

@@ -20,7 +20,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import numpy as np  # noqa: E402
 
 import environments  # noqa: E402
-from learning.sampler import TaskVectorEnv  # noqa: E402
+from learning.samplers.sampler import TaskVectorEnv  # noqa: E402
 
 
 def single_env_rate(env, horizon: int, seconds: float, rng: np.random.Generator) -> float:

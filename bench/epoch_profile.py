@@ -35,8 +35,8 @@ from common import write_table
 
 from experiment_utils import load_run_config, resolve_config
 from garage_experiments import build_trainer
-from learning.checkpoint import checkpoint_paths, load_checkpoint
-from learning.trainer import Trainer
+from learning.runs.checkpoint import checkpoint_paths, load_checkpoint
+from learning.runs.trainer import Trainer
 
 
 class PartTimer:

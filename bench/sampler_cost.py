@@ -52,11 +52,11 @@ from common import write_table
 from epoch_speed import seconds_per_epoch
 
 import environments
-from experiment_utils import ExperimentConfig, resolve_config
-from garage_experiments import build_networks, make_behaviour, task_set_copies
-from learning.learner import split_gradient_steps
-from learning.replay_buffer import MultiTaskReplayBuffer
-from learning.sampler import SAMPLER_TYPES, Collector, TaskVectorEnv
+from experiment_utils import ExperimentConfig, make_behaviour, resolve_config, setup
+from garage_experiments import task_set_copies
+from learning.algorithms.learner import split_gradient_steps
+from learning.buffers.replay_buffer import MultiTaskReplayBuffer
+from learning.samplers.sampler import SAMPLER_TYPES, Collector, TaskVectorEnv
 
 BEHAVIOURS = ("dnc_sac", "qmp_dnc")
 
@@ -145,7 +145,8 @@ def env_rows(env_id: str, rounds: int) -> list[list[object]]:
         family = environments.make_multitask_env(env_id, seed=config.seed)
         n, horizon, batch = family.num_tasks, family.horizon, config.batch_size
         torch.manual_seed(config.seed)
-        policy, critic = build_networks(config, family)
+        nets = setup(config, family)
+        policy, critic = nets.policy, nets.qf
         capacity = (rounds + 1) * (batch + horizon)  # no task stores more than a round + 1 episode
         collectors = {s: CountedCollector(c, family, make_behaviour(c, policy, critic), capacity)
                       for s, c in configs.items()}

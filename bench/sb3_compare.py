@@ -53,12 +53,14 @@ import torch
 from common import matmul_gflops, write_table
 from torch.utils.flop_counter import FlopCounterMode
 
-from learning.behaviour import OwnPolicy
-from learning.learner import Learner
-from learning.replay_buffer import MultiTaskReplayBuffer
-from learning.sac import MultiTaskSAC, SACConfig
-from learning.sampler import Collector, TaskVectorEnv
-from learning.task_networks import Architecture, TaskPolicy, TwinCritic
+from learning.algorithms.learner import Learner
+from learning.algorithms.sac import MultiTaskSAC, SACConfig
+from learning.buffers.replay_buffer import MultiTaskReplayBuffer
+from learning.nn.heads import Architecture
+from learning.policies.behaviour import OwnPolicy
+from learning.policies.task_policy import TaskPolicy
+from learning.q_functions.twin_critic import TwinCritic
+from learning.samplers.sampler import Collector, TaskVectorEnv
 
 ENV_ID = "Walker2d-v5"
 HORIZON = 1000

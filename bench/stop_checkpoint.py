@@ -1,8 +1,8 @@
 """How long a stopped run takes to write its checkpoint: the replay buffers dominate it.
 
 When SIGINT or SIGTERM stops a run, the trainer rolls its buffers back to the end of the last
-finished epoch and writes them with the rest of its state (see learning/stopping.py). This times
-that write for buffers filled to the paper's capacity (1e6 transitions per task, the Separated
+finished epoch and writes them with the rest of its state (see learning/runs/stopping.py). This
+times that write for buffers filled to the paper's capacity (1e6 transitions per task, the Separated
 and Data methods' layout) at each env's network-input and action sizes: the copy of the filled
 part (`state_dict`), then `torch.save` with fsync into a run folder, as the checkpoint writer
 does. The buffers are filled with constant values (the write does not depend on them).
@@ -20,8 +20,8 @@ import time
 
 from common import write_table
 
-from learning.checkpoint import save_checkpoint
-from learning.replay_buffer import MultiTaskReplayBuffer
+from learning.buffers.replay_buffer import MultiTaskReplayBuffer
+from learning.runs.checkpoint import save_checkpoint
 
 #: env -> (tasks, network input size, action size)
 SIZES = {

@@ -24,7 +24,7 @@ from common import write_table
 
 from experiment_utils import load_run_config
 from garage_experiments import build_trainer
-from learning.checkpoint import checkpoint_paths, load_checkpoint
+from learning.runs.checkpoint import checkpoint_paths, load_checkpoint
 
 
 def main() -> None:

@@ -271,7 +271,7 @@ class MetaWorldCDSEnv(MultiTaskEnv):
     """The four CDS door/drawer tasks as one family."""
 
     eval_copies_limit: ClassVar[int] = 1  # slow to build; the policy call is not the cost
-    exact_resume: ClassVar[bool] = False  # Meta-World keeps state learning.env_state misses
+    exact_resume: ClassVar[bool] = False  # Meta-World keeps state environments.env_state misses
 
     task_names = ("door-open", "door-close", "drawer-open", "drawer-close")
     horizon = HORIZON

@@ -311,7 +311,7 @@ class _MetaWorldMTEnv(MultiTaskEnv):
     """A Meta-World MT benchmark as a task family (one task env per task type)."""
 
     eval_copies_limit: ClassVar[int] = 1  # slow to build; the policy call is not the cost
-    exact_resume: ClassVar[bool] = False  # Meta-World keeps state learning.env_state misses
+    exact_resume: ClassVar[bool] = False  # Meta-World keeps state environments.env_state misses
 
     benchmark: ClassVar[str] = ""
     env_names: ClassVar[tuple[str, ...]] = ()

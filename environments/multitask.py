@@ -40,7 +40,7 @@ class MultiTaskEnv(gym.Env):
     #: evaluation episodes of a task that may run side by side (each needs its own env instance;
     #: families that are slow to build or heavy in memory keep this at 1)
     eval_copies_limit: ClassVar[int] = 16
-    #: whether learning.env_state restores this family's envs exactly mid-episode (checked by a
+    #: whether environments.env_state restores this family's envs exactly mid-episode (checked by a
     #: test); otherwise a resumed run starts fresh episodes
     exact_resume: ClassVar[bool] = True
     #: family options the command line may pass (e.g. "sparse_tasks"), as keyword arguments

@@ -19,7 +19,7 @@ from experiment_utils import (
     resolve_config,
     size_replay_buffers,
 )
-from learning.replay_buffer import MultiTaskReplayBuffer
+from learning.buffers.replay_buffer import MultiTaskReplayBuffer
 
 BENCHMARKS = [e for e in environments.known_env_ids() if e != "PointReachMT4-v0"]
 

@@ -21,10 +21,13 @@ import torch
 
 import environments
 from garage_experiments import task_set_copies
-from learning.behaviour import OwnPolicy, QSwitch
-from learning.replay_buffer import MultiTaskReplayBuffer
-from learning.sampler import Collector, TaskVectorEnv
-from learning.task_networks import Architecture, TaskPolicy, TwinCritic
+from learning.buffers.replay_buffer import MultiTaskReplayBuffer
+from learning.nn.heads import Architecture
+from learning.policies.behaviour import OwnPolicy
+from learning.policies.qswitch_mixture_policies_wrapper import QSwitch
+from learning.policies.task_policy import TaskPolicy
+from learning.q_functions.twin_critic import TwinCritic
+from learning.samplers.sampler import Collector, TaskVectorEnv
 
 HORIZON = 12
 

@@ -8,8 +8,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from learning.run_logger import episode_metrics
-from learning.sampler import Episode, EpisodeTracker, StepResult
+from learning.runs.run_logger import episode_metrics
+from learning.samplers.sampler import Episode, EpisodeTracker, StepResult
 
 INFO_METRICS = {"stage": ("StagesCompleted", "last"), "v": ("Velocity", "mean"),
                 "full": ("FullSuccessRate", "max")}

@@ -19,8 +19,9 @@ import torch
 
 from experiment_utils import resolve_config
 from garage_experiments import build_trainer, final_summary
-from learning.behaviour import Behaviour, OwnPolicy, QSwitch
-from learning.evaluation import Evaluator, InlineEvaluation
+from learning.policies.behaviour import Behaviour, OwnPolicy
+from learning.policies.qswitch_mixture_policies_wrapper import QSwitch
+from learning.runs.evaluation import Evaluator, InlineEvaluation
 
 N = 4  # PointReachMT4-v0
 KEYS = ("SuccessRate", "AverageReturn", "AverageDiscountedReturn", "NumEpisodes")

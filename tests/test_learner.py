@@ -11,9 +11,10 @@ import numpy as np
 import pytest
 import torch
 
-from learning.learner import Learner, sharing_weights, split_gradient_steps
-from learning.replay_buffer import MultiTaskReplayBuffer, TransitionBatch
-from learning.task_networks import Architecture, TwinCritic
+from learning.algorithms.learner import Learner, sharing_weights, split_gradient_steps
+from learning.buffers.replay_buffer import MultiTaskReplayBuffer, TransitionBatch
+from learning.nn.heads import Architecture
+from learning.q_functions.twin_critic import TwinCritic
 
 
 class _RecordingSAC:

@@ -11,7 +11,7 @@ import pytest
 import torch
 from torch import nn
 
-from learning.distributions import (
+from learning.nn.distributions import (
     TANH_EPS,
     diagonal_gaussian_kl,
     diagonal_gaussian_kl_grad_q,
@@ -20,9 +20,11 @@ from learning.distributions import (
     tanh_gaussian_log_prob,
     tanh_gaussian_sample,
 )
-from learning.networks import EnsembleMLP
-from learning.optimizer import EnsembleAdam
-from learning.task_networks import Architecture, TaskPolicy, TwinCritic
+from learning.nn.heads import Architecture
+from learning.nn.networks import EnsembleMLP
+from learning.nn.optimizer import EnsembleAdam
+from learning.policies.task_policy import TaskPolicy
+from learning.q_functions.twin_critic import TwinCritic
 
 
 def test_tanh_gaussian_log_prob_matches_change_of_variables() -> None:

@@ -261,7 +261,7 @@ def test_policy_own_on_real_runs_and_metric_rules(runs_root: Path, tmp_path: Pat
 
 def _full_config(n_epochs: int, **changes: object) -> dict[str, object]:
     """config.yaml as run.py writes it for qmp_dnc on ENV, with a replay capacity that the run
-    never fills (as the default one, lowered to the run's total steps: it follows n_epochs)."""
+    never fills (as earlier versions' default, lowered to the run's total steps)."""
     config = experiment_utils.resolve_config(
         ["qmp_dnc", f"--env={ENV}", "--n_epochs", str(n_epochs)]).to_dict()
     config["replay_buffer_size"] = 1000 * n_epochs + 700

@@ -8,8 +8,11 @@ import numpy as np
 import pytest
 import torch
 
-from learning.behaviour import OwnPolicy, QSwitch
-from learning.task_networks import Architecture, TaskPolicy, TwinCritic
+from learning.nn.heads import Architecture
+from learning.policies.behaviour import OwnPolicy
+from learning.policies.qswitch_mixture_policies_wrapper import QSwitch
+from learning.policies.task_policy import TaskPolicy
+from learning.q_functions.twin_critic import TwinCritic
 
 N, OBS, ACT = 4, 3, 2
 
@@ -183,3 +186,46 @@ def test_by_default_every_step_reselects() -> None:
             p.zero_()
     _, second = switch.act(obs, np.array([[1, 3, 5, 7]]), True)
     assert second[0].tolist() == [0] * N
+
+
+@pytest.mark.parametrize("arch", [Architecture.SEPARATE, Architecture.MULTIHEAD])
+def test_get_action_is_the_rule_for_one_observation_of_one_task(arch: Architecture) -> None:
+    """The single-step API (the original's get_action): the same choice as scoring every pair
+    by hand, the chosen policy's sampled action, and the original's agent info."""
+    policy, critic = _nets(arch, seed=3)
+    torch.manual_seed(4)
+    obs = torch.randn(N, OBS)
+    chosen, means, log_stds = _reference_choice(policy, critic, obs, use_min=False)
+    assert len(set(chosen.tolist())) > 1  # the case distinguishes tasks
+    mixture = QSwitch(policy, critic)
+    for i in range(N):
+        mixture.reset()
+        action, info = mixture.get_action(obs[i].numpy(), i, deterministic=True)
+        np.testing.assert_allclose(action, torch.tanh(means[i]).numpy(), atol=1e-6)
+        assert (info["policy_id"], info["task_id"], info["real_policy_id"]) == (i, i, chosen[i])
+        np.testing.assert_allclose(info["mean"], torch.tanh(means[i]).numpy(), atol=1e-6)
+        np.testing.assert_allclose(info["log_std"], log_stds[i].numpy(), atol=1e-6)
+        mixture.reset()
+        torch.manual_seed(10 + i)
+        action, _ = mixture.get_action(obs[i], i)
+        torch.manual_seed(10 + i)
+        eps = torch.randn(ACT)
+        expected = torch.tanh(means[i] + log_stds[i].exp() * eps)
+        np.testing.assert_allclose(action, expected.numpy(), atol=1e-6)
+    with pytest.raises(ValueError, match="task must be in"):
+        mixture.get_action(obs[0], N)
+
+
+def test_get_action_reselects_every_sampling_freq_steps_of_an_episode() -> None:
+    policy, critic = _nets(Architecture.SEPARATE, seed=3)
+    torch.manual_seed(5)
+    observations = torch.randn(40, OBS)
+    own = [_reference_choice(policy, critic, o.expand(N, OBS), use_min=False)[0][0]
+           for o in observations]
+    assert len(set(own)) > 1  # task 0's best proposal changes along the sequence
+    mixture = QSwitch(policy, critic, sampling_freq=3)
+    for episode in range(2):
+        mixture.reset()
+        got = [mixture.get_action(o, 0)[1]["real_policy_id"] for o in observations]
+        expected = [own[3 * (t // 3)] for t in range(len(observations))]
+        assert got == expected, episode

@@ -17,10 +17,11 @@ from conftest import TINY_FLAGS
 
 from experiment_utils import resolve_config
 from garage_experiments import build_trainer
-from learning.learner import sharing_weights
-from learning.replay_buffer import MultiTaskReplayBuffer, TransitionBatch
-from learning.run_logger import mixture_probabilities
-from learning.task_networks import Architecture, TwinCritic
+from learning.algorithms.learner import sharing_weights
+from learning.buffers.replay_buffer import MultiTaskReplayBuffer, TransitionBatch
+from learning.nn.heads import Architecture
+from learning.q_functions.twin_critic import TwinCritic
+from learning.runs.run_logger import mixture_probabilities
 
 N = 3
 

@@ -23,7 +23,7 @@ import yaml
 import run
 from experiment_utils import resolve_config
 from garage_experiments import build_trainer
-from learning.checkpoint import (
+from learning.runs.checkpoint import (
     CheckpointError,
     CheckpointWriter,
     checkpoint_paths,
@@ -145,7 +145,7 @@ def test_truncated_checkpoint_is_detected(tmp_path: Path,
 
 
 def test_a_checkpoint_of_another_format_or_incomplete_is_refused(tmp_path: Path) -> None:
-    from learning.checkpoint import FORMAT, save_checkpoint
+    from learning.runs.checkpoint import FORMAT, save_checkpoint
 
     path = save_checkpoint(str(tmp_path), 3, {"config": {}}, keep=1)
     with pytest.raises(CheckpointError, match="lacks"):

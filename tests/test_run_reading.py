@@ -28,9 +28,9 @@ from experiment_utils import (
     load_run_config,
     save_run_config,
 )
-from learning.checkpoint import save_checkpoint
-from learning.trainer import RECENT_EPOCHS, Schedule, Trainer, progress_line
-from learning.video import video_path
+from learning.runs.checkpoint import save_checkpoint
+from learning.runs.trainer import RECENT_EPOCHS, Schedule, Trainer, progress_line
+from learning.runs.video import video_path
 
 ROOT = Path(__file__).resolve().parent.parent
 N = 4  # PointReachMT4-v0
@@ -342,7 +342,7 @@ def test_a_closed_stdout_does_not_stop_the_run(tmp_path: Path) -> None:
 
 def test_a_notice_is_printed_at_once_after_the_text_before_it(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from learning.run_logger import RunLogger
+    from learning.runs.run_logger import RunLogger
 
     logger = RunLogger(str(tmp_path), tensorboard=False)
     try:

@@ -1,5 +1,5 @@
-"""Process-wide runtime settings (learning.runtime), checked in fresh processes: they act on the
-threads a process starts, which a shared pytest process has started already."""
+"""Process-wide runtime settings (learning.runs.runtime), checked in fresh processes: they act on
+the threads a process starts, which a shared pytest process has started already."""
 
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ def _nonzero_after(setup: str) -> int:
 @pytest.mark.parametrize("configured", [False, True])
 def test_denormals_flushed_in_every_intra_op_thread(configured: bool) -> None:
     if configured:
-        setup = "from learning.runtime import configure_runtime\nconfigure_runtime(2)"
+        setup = "from learning.runs.runtime import configure_runtime\nconfigure_runtime(2)"
         assert _nonzero_after(setup) == 0
     else:  # the probe can fail: without the setting the denormals survive
         assert _nonzero_after("torch.set_num_threads(2)") == 8_000_000

@@ -10,9 +10,11 @@ import numpy as np
 import pytest
 import torch
 
-from learning.replay_buffer import TransitionBatch
-from learning.sac import MultiTaskSAC, SACConfig
-from learning.task_networks import Architecture, TaskPolicy, TwinCritic
+from learning.algorithms.sac import MultiTaskSAC, SACConfig
+from learning.buffers.replay_buffer import TransitionBatch
+from learning.nn.heads import Architecture
+from learning.policies.task_policy import TaskPolicy
+from learning.q_functions.twin_critic import TwinCritic
 
 
 @pytest.fixture
@@ -270,7 +272,7 @@ def test_multihead_update_keeps_per_task_temperatures(no_noise: None) -> None:
 
 @pytest.mark.parametrize("tasks,batch", [(5, 32), (1, 256)])
 def test_thread_count_does_not_change_the_update(tasks: int, batch: int) -> None:
-    """Training may switch between 1 and 2 threads (learning.runtime.TrainingThreads): at the
+    """Training may switch between 1 and 2 threads (learning.runs.runtime.TrainingThreads): at the
     paper's sizes the results must be bitwise the same either way."""
     obs_dim, act_dim = 23, 6
     torch.manual_seed(0)

@@ -1,13 +1,14 @@
 """SAC's losses and logged statistics against numbers worked out by hand.
 
-`learning/autograd_reference.py` writes the losses the way the product does and reuses its pieces,
-so it proves the hand-written derivatives, not that the losses are SAC's. Here the expected values
-come from the definitions alone (Haarnoja et al. 2018, SAC with automatic temperature, in garage's
-conventions that QMP_SPEC.md section 2 records): plain `math` on tiny linear networks whose weights
-are chosen numbers, a fixed noise draw, and finite differences of those hand-written losses for
-the gradients. Nothing of the product is used for the expected numbers; the product's objects are
-only built, given weights, updated once and read back (statistics, `.grad` of the parameters,
-parameters after the step).
+The update's two paths (hand-written gradients and autograd on `learning/algorithms/sac_losses.py`)
+are held to each other elsewhere (tests/test_update_gradients.py); that proves the derivatives, not
+that the losses are SAC's, and every test here runs on both paths. The expected values come from
+the definitions alone (Haarnoja et al. 2018, SAC with automatic
+temperature, in garage's conventions that QMP_SPEC.md section 2 records): plain `math` on tiny
+linear networks whose weights are chosen numbers, a fixed noise draw, and finite differences of
+those hand-written losses for the gradients. Nothing of the product is used for the expected
+numbers; the product's objects are only built, given weights, updated once and read back
+(statistics, `.grad` of the parameters, parameters after the step).
 
 Conventions pinned (QMP_SPEC.md section 2):
 * critic target y = reward_scale * r + discount * (1 - done) * (min(Q1', Q2')(s', a') -
@@ -31,9 +32,11 @@ import numpy as np
 import pytest
 import torch
 
-from learning.replay_buffer import TransitionBatch
-from learning.sac import MultiTaskSAC, SACConfig
-from learning.task_networks import Architecture, TaskPolicy, TwinCritic
+from learning.algorithms.sac import MultiTaskSAC, SACConfig
+from learning.buffers.replay_buffer import TransitionBatch
+from learning.nn.heads import Architecture
+from learning.policies.task_policy import TaskPolicy
+from learning.q_functions.twin_critic import TwinCritic
 
 #: garage's TanhNormal: log(1 - tanh(u)^2 + 1e-6); written here, not imported from the product
 GARAGE_TANH_EPS = 1e-6
@@ -57,6 +60,18 @@ ALPHA = (0.5, 2.0)  # per-task temperatures before the update
 GAMMA, REWARD_SCALE, LR, TAU = 0.9, 2.0, 0.05, 0.1
 TARGET_ENTROPY = -1.0  # -|A|
 N, B = 2, 3
+
+
+@pytest.fixture(autouse=True, params=["hand", "autograd"])
+def update_path(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Every test runs on both ways the update computes its gradients."""
+    global UPDATE_PATH
+    UPDATE_PATH = request.param
+    yield request.param
+    UPDATE_PATH = "hand"
+
+
+UPDATE_PATH = "hand"
 
 
 @pytest.fixture(autouse=True)
@@ -208,7 +223,7 @@ def updated_sac(monkeypatch: pytest.MonkeyPatch, convention: str = "log_alpha",
     critic = TwinCritic(Architecture.SEPARATE, N, 1, 1, [])
     config = SACConfig(discount=GAMMA, reward_scale=REWARD_SCALE, lr=LR, target_update_tau=TAU,
                        temperature_loss=convention)  # type: ignore[arg-type]
-    sac = MultiTaskSAC(policy, critic, N, 1, config)
+    sac = MultiTaskSAC(policy, critic, N, 1, config, update_path=UPDATE_PATH)
     _set_linear_policy(policy, POLICY)
     _set_linear_critic(critic, CRITIC)
     _set_linear_critic(sac.target_critic, TARGET)
@@ -241,7 +256,7 @@ def test_default_target_entropy_is_minus_action_dim(action_dim: int) -> None:
     def build(config: SACConfig) -> MultiTaskSAC:
         return MultiTaskSAC(TaskPolicy(Architecture.SEPARATE, 1, 2, action_dim, []),
                             TwinCritic(Architecture.SEPARATE, 1, 2, action_dim, []), 1,
-                            action_dim, config)
+                            action_dim, config, update_path=UPDATE_PATH)
 
     assert build(SACConfig()).target_entropy == -action_dim
     assert build(SACConfig(target_entropy=-0.25)).target_entropy == -0.25
@@ -353,7 +368,7 @@ def test_log_prob_and_entropy_sum_over_action_dimensions(monkeypatch: pytest.Mon
     eps = [[[0.6, -0.9], [1.3, 0.2]], [[-0.5, 0.7], [0.1, -1.4]]]
     policy = TaskPolicy(Architecture.SEPARATE, N, 1, 2, [])
     sac = MultiTaskSAC(policy, TwinCritic(Architecture.SEPARATE, N, 1, 2, []), N, 2,
-                       SACConfig(temperature_loss="alpha"))
+                       SACConfig(temperature_loss="alpha"), update_path=UPDATE_PATH)
     with torch.no_grad():
         policy.net.body[-1].weight.zero_()
         for k in range(N):
@@ -388,7 +403,8 @@ def _constant_heads_sac(architecture: Architecture, heads: Sequence[tuple[float,
     """Zero weights; each task's policy outputs its (mean, log_std) head whatever the input."""
     n = len(heads)
     policy = TaskPolicy(architecture, n, 2, 1, [])
-    sac = MultiTaskSAC(policy, TwinCritic(architecture, n, 2, 1, []), n, 1, config)
+    sac = MultiTaskSAC(policy, TwinCritic(architecture, n, 2, 1, []), n, 1, config,
+                       update_path=UPDATE_PATH)
     layer = policy.net.body[-1]
     with torch.no_grad():
         layer.weight.zero_()
@@ -500,7 +516,8 @@ def test_a_task_left_out_of_a_weighted_update_has_no_statistics(
 
 def test_divergence_names_the_first_non_finite_statistic_of_a_task_with_samples() -> None:
     sac = MultiTaskSAC(TaskPolicy(Architecture.SEPARATE, 3, 1, 1, []),
-                       TwinCritic(Architecture.SEPARATE, 3, 1, 1, []), 3, 1, SACConfig())
+                       TwinCritic(Architecture.SEPARATE, 3, 1, 1, []), 3, 1, SACConfig(),
+                       update_path=UPDATE_PATH)
     names = sac.stats.names
     sac.stats.counts[:] = torch.tensor([1.0, 0.0, 4.0])  # task 0: a single sample
     sac.stats.sums[names.index("QTarget"), 2] = math.inf

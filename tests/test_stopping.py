@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from learning.checkpoint import checkpoint_paths, load_checkpoint
+from learning.runs.checkpoint import checkpoint_paths, load_checkpoint
 
 ROOT = Path(__file__).resolve().parent.parent
 #: PointReach epochs of about a tenth of a second; checkpoints at most once a minute (the

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 import sweep
-from learning.checkpoint import checkpoint_paths
+from learning.runs.checkpoint import checkpoint_paths
 
 ROOT = Path(__file__).resolve().parent.parent
 ENV = "PointReachMT4-v0"

@@ -1,8 +1,8 @@
-"""The SAC update computes its gradients by hand. These tests hold them to autograd: the same
-losses written as the textbook autograd update (`learning/autograd_reference.py`) must give the
-same gradients for the critics, the policies and the temperatures, on every architecture and
-every option of the update (layer norm, UDS weights, the DnC KL penalty, both temperature losses,
-shared or per-task temperatures, log-stds outside their clamp)."""
+"""The SAC update's two paths give the same gradients: the hand-written one (taped forward passes,
+`backward` methods) and autograd on the losses as `learning/algorithms/sac_losses.py` defines
+them, for the critics, the policies and the temperatures, on every architecture and every option
+of the update (layer norm, UDS weights, the DnC KL penalty, both temperature losses, shared or
+per-task temperatures, log-stds outside their clamp, tasks left out of a step)."""
 
 from __future__ import annotations
 
@@ -10,28 +10,32 @@ import copy
 import itertools
 from collections.abc import Iterator
 
+import numpy as np
 import pytest
 import torch
 
-from learning.autograd_reference import autograd_update
-from learning.distributions import LOG_STD_MAX, LOG_STD_MIN
-from learning.networks import EnsembleMLP
-from learning.replay_buffer import TransitionBatch
-from learning.sac import MultiTaskSAC, SACConfig
-from learning.task_networks import Architecture, TaskPolicy, TwinCritic
+from learning.algorithms.sac import MultiTaskSAC, SACConfig
+from learning.buffers.replay_buffer import TransitionBatch
+from learning.nn.distributions import LOG_STD_MAX, LOG_STD_MIN
+from learning.nn.heads import Architecture
+from learning.nn.networks import EnsembleMLP
+from learning.policies.task_policy import TaskPolicy
+from learning.q_functions.twin_critic import TwinCritic
 
 OBS, ACT, HIDDEN = 5, 3, [16, 12]
 
 
 def _build(arch: Architecture, *, layer_norm: bool, temperature_loss: str,
-           per_task_temperature: bool, kl: bool, n: int = 3) -> MultiTaskSAC:
+           per_task_temperature: bool, kl: bool, n: int = 3, update_path: str = "hand"
+           ) -> MultiTaskSAC:
     obs_dim = OBS + (n if arch is Architecture.SHARED else 0)
     policy = TaskPolicy(arch, n, obs_dim, ACT, HIDDEN)
     critic = TwinCritic(arch, n, obs_dim, ACT, HIDDEN, layer_norm=layer_norm)
     config = SACConfig(temperature_loss=temperature_loss,  # type: ignore[arg-type]
                        per_task_temperature=per_task_temperature)
     beta = torch.rand(n, n) if kl else None
-    sac = MultiTaskSAC(policy, critic, n, ACT, config, kl_coeff=beta)
+    sac = MultiTaskSAC(policy, critic, n, ACT, config, kl_coeff=beta,
+                       update_path=update_path)  # type: ignore[arg-type]
     with torch.no_grad():  # log-stds beyond both clamp bounds on some units, and non-zero alphas
         head = policy.net.body[-1]
         head.weight.mul_(8.0)
@@ -112,21 +116,33 @@ def test_update_gradients_equal_autograd(arch: Architecture, layer_norm: bool, w
     ours = _build(arch, layer_norm=layer_norm, temperature_loss=temperature_loss,
                   per_task_temperature=per_task_temperature, kl=kl)
     reference = copy.deepcopy(ours)
-    for step in range(2):  # the second step runs on moved parameters and Adam states
+    reference.hand_path = False
+    assert ours.hand_path
+    # with separate networks a third step leaves task 1 out (the original's gradient-step split)
+    masks = [None, None] + ([np.array([True, False, True])] if ours.critic.groups > 1 else [])
+    for step, tasks in enumerate(masks):
         batch = _batch(ours, weighted=weighted)
         kl_obs = torch.randn(4, ours.policy.net.in_features) if kl else None
         seed = 100 + step
         torch.manual_seed(seed)
-        ours.update(batch, kl_obs)
+        ours.update(batch, kl_obs, tasks)
         torch.manual_seed(seed)
-        autograd_update(reference, batch, kl_obs)
+        reference.update(batch, kl_obs, tasks)
         expected = _grads(reference)
         for name, grad in _grads(ours).items():
             assert grad is not None and expected[name] is not None, name
             _assert_close_to_scale(grad, expected[name], name)
-    for mine, theirs in zip(ours.target_critic.parameters(),
-                            reference.target_critic.parameters(), strict=True):
+    for mine, theirs in zip([*ours.critic.parameters(), *ours.policy.parameters(),
+                             *ours.target_critic.parameters(), ours.log_alpha],
+                            [*reference.critic.parameters(), *reference.policy.parameters(),
+                             *reference.target_critic.parameters(), reference.log_alpha],
+                            strict=True):
         torch.testing.assert_close(mine, theirs, atol=1e-12, rtol=1e-9)
+    mine_stats, their_stats = ours.stats.means(), reference.stats.means()
+    assert mine_stats.keys() == their_stats.keys()
+    for name, values in mine_stats.items():
+        np.testing.assert_allclose(values, their_stats[name], rtol=1e-9, atol=1e-12,
+                                   err_msg=name)
 
 
 @pytest.mark.parametrize(("arch", "layer_norm", "weighted", "temperature_loss",

@@ -14,11 +14,14 @@ import pytest
 import torch
 
 import environments
-import learning.video as video
+import learning.runs.video as video
 from environments.multitask import MultiTaskEnv
-from learning.behaviour import Behaviour, OwnPolicy, QSwitch
-from learning.task_networks import Architecture, TaskPolicy, TwinCritic
-from learning.video import annotate_frame, frame_text, record_videos
+from learning.nn.heads import Architecture
+from learning.policies.behaviour import Behaviour, OwnPolicy
+from learning.policies.qswitch_mixture_policies_wrapper import QSwitch
+from learning.policies.task_policy import TaskPolicy
+from learning.q_functions.twin_critic import TwinCritic
+from learning.runs.video import annotate_frame, frame_text, record_videos
 
 ENV = "PointReachMT4-v0"
 SEED = 10_000

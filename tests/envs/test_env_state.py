@@ -1,5 +1,5 @@
-"""Env snapshots for exact resume (learning/env_state.py): every family except the Meta-World ones
-declares `exact_resume`, and an env saved mid-episode and restored onto a freshly built env
+"""Env snapshots for exact resume (environments/env_state.py): every family except the Meta-World
+ones declares `exact_resume`, and an env saved mid-episode and restored onto a freshly built env
 continues with exactly the same observations and rewards, across resets."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import environments
-from learning.env_state import load_env, save_env
+from environments.env_state import load_env, save_env
 
 #: the only families whose resumed runs start fresh episodes (Meta-World keeps state of its own)
 NOT_EXACT = {"MetaWorldCDS-v1", "MetaWorldMT10-v2", "MetaWorldMT50-v2"}

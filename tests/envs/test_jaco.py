@@ -16,6 +16,7 @@ import mujoco
 import numpy as np
 import pytest
 
+from environments.env_state import load_env, save_env
 from environments.jaco import (
     GEARS,
     HAND_BODY,
@@ -29,7 +30,6 @@ from environments.jaco import (
     solve_hand_ik,
 )
 from experiment_utils import env_config
-from learning.env_state import load_env, save_env
 
 #: the paper's sub-goals S0..S3 (world xyz, metres)
 SPEC_SUBGOALS = np.array([(0.2, 0.3, 0.5), (0.3, 0.0, 0.3), (0.4, -0.3, 0.4), (0.4, 0.3, 0.2)])

@@ -20,9 +20,9 @@ from typing import Literal
 import numpy as np
 import torch
 
-from learning.replay_buffer import MultiTaskReplayBuffer, TransitionBatch
-from learning.sac import MultiTaskSAC, TaskStatistics
-from learning.task_networks import TwinCritic
+from learning.algorithms.sac import MultiTaskSAC, TaskStatistics
+from learning.buffers.replay_buffer import MultiTaskReplayBuffer, TransitionBatch
+from learning.q_functions.twin_critic import TwinCritic
 
 Sampling = Literal["per_task", "mixed", "sharing"]
 

@@ -5,7 +5,7 @@ policy call a step.
 the horizon (a truncation, never stored as terminal). `EpisodeTracker` turns steps into finished
 episodes with their metrics. `Collector` fills the replay buffers for a round with whole episodes,
 allocated to the tasks as the original's sequential samplers did. Evaluation lives in
-`learning.evaluation`.
+`learning.runs.evaluation`.
 """
 
 from __future__ import annotations
@@ -18,9 +18,9 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from learning.behaviour import Behaviour
-from learning.env_state import load_env, save_env
-from learning.replay_buffer import MultiTaskReplayBuffer
+from environments.env_state import load_env, save_env
+from learning.buffers.replay_buffer import MultiTaskReplayBuffer
+from learning.policies.behaviour import Behaviour
 
 #: maps raw observations (..., obs_dim) to network inputs
 ObsSplit = Callable[[np.ndarray], np.ndarray]

@@ -1,31 +1,39 @@
 """Soft Actor-Critic for N tasks, one gradient step for all tasks at once.
 
-The losses of all tasks are computed on a (G, B) batch (see `task_networks`) and reduced as the sum
-over groups of each group's (weighted) mean. With per-task networks that sum gives every task the
-gradient of its own loss; with one shared network it is the mean over the mixed batch, as in the
-original's MTSAC. Order per step, as garage's SAC: critics, actor (with the fresh critics),
+The losses are those of `learning.algorithms.sac_losses`, on a (G, B) batch of groups (see
+`learning.nn.heads`). Order per step, as garage's SAC: critics, actor (with the fresh critics),
 temperature, Polyak update of the target critics.
+
+Two ways to compute the gradients give the same values: autograd on the losses as written (the
+definition, open to extension: extra loss terms, a gradient transform that sees each task's
+gradient), and a hand-written backward pass (taped forward passes, `backward` methods) that skips
+autograd's graph bookkeeping. `update_path="auto"` takes the hand-written one whenever the update
+is inside what it covers (no extension, ReLU networks), else autograd.
 """
 
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, Protocol
 
 import numpy as np
 import torch
 from torch import nn
 
-from learning.distributions import (
+from learning.algorithms import sac_losses
+from learning.buffers.replay_buffer import TransitionBatch
+from learning.nn.distributions import (
     diagonal_gaussian_kl,
     diagonal_gaussian_kl_grad_q,
     gaussian_entropy,
     tanh_gaussian_draw,
+    tanh_gaussian_sample,
 )
-from learning.optimizer import EnsembleAdam, member_views
-from learning.replay_buffer import TransitionBatch
-from learning.task_networks import TaskPolicy, TwinCritic
+from learning.nn.optimizer import EnsembleAdam, member_views
+from learning.policies.task_policy import TaskPolicy
+from learning.q_functions.twin_critic import TwinCritic
 
 #: per-task statistics every update reports (means over the task's samples)
 STAT_NAMES = (
@@ -54,6 +62,67 @@ class SACConfig:
     per_task_temperature: bool = True
     #: the DnC family differentiates -log_alpha * (...), the SAC family -alpha * (...)
     temperature_loss: Literal["log_alpha", "alpha"] = "log_alpha"
+
+
+UpdatePath = Literal["auto", "hand", "autograd"]
+UPDATE_PATHS: tuple[str, ...] = ("auto", "hand", "autograd")
+#: the stages of one update, in order, each with its own optimizer
+STAGES = ("critic", "actor", "temperature")
+
+
+@dataclass
+class LossContext:
+    """What an extra loss term sees: the algorithm (networks, config), the batch, and the tensors
+    of the stage computed so far. Critic stage: `q` (2, G, B) of the batch actions (with
+    gradient) and `q_target` (G, B). Actor stage: the policy's `mean`, `log_std`, the
+    reparameterised `action` and its `log_pi` (with gradient), and `q_new` (2, G, B), the fresh
+    critics on that action."""
+
+    sac: MultiTaskSAC
+    batch: TransitionBatch
+    q_target: torch.Tensor
+    q: torch.Tensor | None = None
+    mean: torch.Tensor | None = None
+    log_std: torch.Tensor | None = None
+    action: torch.Tensor | None = None
+    log_pi: torch.Tensor | None = None
+    q_new: torch.Tensor | None = None
+
+
+@dataclass(frozen=True)
+class LossTerm:
+    """An extra term added to the loss of one stage ("critic" or "actor"). `fn` returns either
+    a scalar, added after any gradient transform, or an (N,) vector of per-task terms, which a
+    gradient transform sees as part of each task's loss. Its gradient reaches only the stage's
+    own parameters (the critic's or the policy's)."""
+
+    stage: Literal["critic", "actor"]
+    fn: Callable[[LossContext], torch.Tensor]
+    name: str = "extra"
+
+
+class GradientTransform(Protocol):
+    """Combines per-task gradients into the gradient a stage's optimizer steps with (PCGrad is
+    one). `per_task[i][k]` is task i's gradient of `params[k]` (zeros where task i has no
+    sample); returns one gradient per parameter. Without a transform the gradient is their sum."""
+
+    def __call__(self, stage: str, per_task: list[list[torch.Tensor]],
+                 params: list[torch.Tensor]) -> list[torch.Tensor]: ...
+
+
+@dataclass(frozen=True)
+class Extensions:
+    """Additions to the SAC update; any of them runs the update on autograd."""
+
+    loss_terms: Sequence[LossTerm] = ()
+    gradient_transform: GradientTransform | None = None
+    #: the stages the transform applies to (the others sum the per-task gradients)
+    transform_stages: tuple[str, ...] = STAGES
+    #: the per-task gradients: "vmap" (one batched backward pass) or "loop" (N passes)
+    per_task_grads: Literal["vmap", "loop"] = "vmap"
+
+    def __bool__(self) -> bool:
+        return bool(self.loss_terms) or self.gradient_transform is not None
 
 
 class TaskStatistics:
@@ -96,6 +165,9 @@ class MultiTaskSAC:
         action_dim: int,
         config: SACConfig,
         kl_coeff: torch.Tensor | None = None,
+        *,
+        update_path: UpdatePath = "auto",
+        extensions: Extensions | None = None,
     ) -> None:
         self.policy = policy
         self.critic = critic
@@ -118,17 +190,48 @@ class MultiTaskSAC:
                                              members(critic.groups == num_tasks))
         self.alpha_optimizer = EnsembleAdam([self.log_alpha], config.lr,
                                             members(config.per_task_temperature))
-        self._critic_params = list(critic.parameters())
-        self._target_params = list(self.target_critic.parameters())
-        #: per-member slices for Polyak updates of some tasks only (separate critics)
-        self._critic_members, self._member_task = member_views(self._critic_params, num_tasks)
-        self._target_members, _ = member_views(self._target_params, num_tasks)
+        self._build_member_views()
         #: (N, N) DnC penalty weights; row i weights policy i's KL towards every other policy
         self.kl_coeff = None if kl_coeff is None else kl_coeff.fill_diagonal_(0.0)
         self.stats = TaskStatistics(
             STAT_NAMES + (("PolicyKL", "PolicyKLPenalty") if self.kl_coeff is not None else ()),
             num_tasks,
         )
+        self.extensions = extensions or Extensions()
+        if update_path not in UPDATE_PATHS:
+            raise ValueError(f"update_path must be one of {UPDATE_PATHS}, got {update_path!r}")
+        why_not = self.hand_path_excluded()
+        if update_path == "hand" and why_not is not None:
+            raise ValueError(f"the hand-written update does not cover {why_not}")
+        #: whether `update` computes its gradients by hand (else with autograd)
+        self.hand_path = update_path == "hand" or (update_path == "auto" and why_not is None)
+
+    def _build_member_views(self) -> None:
+        self._critic_params = list(self.critic.parameters())
+        self._target_params = list(self.target_critic.parameters())
+        #: per-member slices for Polyak updates of some tasks only (separate critics)
+        self._critic_members, self._member_task = member_views(self._critic_params,
+                                                               self.num_tasks)
+        self._target_members, _ = member_views(self._target_params, self.num_tasks)
+
+    def __getstate__(self) -> dict[str, object]:  # copy.deepcopy and pickle: views rebuilt
+        views = ("_critic_params", "_target_params", "_critic_members", "_target_members")
+        return {k: v for k, v in self.__dict__.items() if k not in views}
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        self.__dict__.update(state)
+        self._build_member_views()
+
+    def hand_path_excluded(self) -> str | None:
+        """Why the hand-written gradients do not apply to this update (None: they do)."""
+        if self.extensions.loss_terms:
+            return "extra loss terms"
+        if self.extensions.gradient_transform is not None:
+            return "a gradient transform"
+        for name, net in (("policy", self.policy.net), ("critic", self.critic.net)):
+            if not net.relu:
+                return f"the {name}'s activation {type(net.activations[0]).__name__}"
+        return None
 
     def temperature_index(self, task_ids: torch.Tensor) -> torch.Tensor:
         return task_ids if self.config.per_task_temperature else torch.zeros_like(task_ids)
@@ -196,18 +299,113 @@ class MultiTaskSAC:
         """One gradient step of critics, actor and temperature on `batch` for the tasks in
         `tasks` (bool (N,); None: every task). A task left out gets no Adam step, no Polyak
         update and no statistics, exactly as if it had not been in the batch (its samples still
-        go through the batched passes: members never interact).
+        go through the batched passes: members never interact). `kl_obs` (B', d): observations
+        for the DnC penalty (used when `kl_coeff` is set)."""
+        if self.hand_path:
+            self._hand_update(batch, kl_obs, tasks)
+        else:
+            self._autograd_update(batch, kl_obs, tasks)
 
-        The gradients are computed by hand (taped forward passes, `backward` methods): the same
-        values autograd gives (tests/test_update_gradients.py checks them against autograd on
-        every architecture and option), without autograd's graph bookkeeping, which cost 15-20%
-        of an update at the paper's sizes."""
+    def _autograd_update(self, batch: TransitionBatch, kl_obs: torch.Tensor | None,
+                         tasks: np.ndarray | None) -> None:
+        """`update` with autograd on the losses of `sac_losses` (and any extensions)."""
+        cfg = self.config
+        ids, weights = batch.task_ids, batch.weights
+        alpha_ids = self.temperature_index(ids)
+        alpha = self.log_alpha.detach().exp()[alpha_ids]
+        with torch.no_grad():
+            next_mean, next_log_std = self.policy(batch.next_obs, ids)
+            next_action, next_log_pi = tanh_gaussian_sample(next_mean, next_log_std)
+            next_q = self.target_critic(batch.next_obs, next_action, ids).min(0).values
+            q_target = sac_losses.soft_target(batch.rewards, batch.terminals, next_q,
+                                              next_log_pi, alpha, discount=cfg.discount,
+                                              reward_scale=cfg.reward_scale)
+        ctx = LossContext(self, batch, q_target)
+
+        ctx.q = q = self.critic(batch.obs, batch.actions, ids)
+        self._step("critic", sac_losses.critic_terms(q, q_target), weights, ids, ctx,
+                   self._critic_params, self.critic_optimizer, tasks)
+
+        ctx.mean, ctx.log_std = mean, log_std = self.policy(batch.obs, ids)
+        ctx.action, ctx.log_pi = action, log_pi = tanh_gaussian_sample(mean, log_std)
+        ctx.q_new = q_new = self.critic(batch.obs, action, ids)
+        q_min = q_new.min(0).values
+        policy_per_sample = sac_losses.actor_terms(log_pi, q_min, alpha)
+        kl_stats: list[torch.Tensor] = []
+        shared: list[torch.Tensor] = []
+        if self.kl_coeff is not None and kl_obs is not None:
+            n = self.num_tasks
+            kl_ids = torch.arange(n).unsqueeze(1).expand(n, kl_obs.shape[0])
+            kl = sac_losses.dnc_kl(*self.policy(kl_obs.unsqueeze(0).expand(n, *kl_obs.shape),
+                                                kl_ids))
+            shared.append(sac_losses.dnc_kl_loss(kl, self.kl_coeff))
+            kl_stats = [kl.detach().sum(1) / max(n - 1, 1), (self.kl_coeff * kl.detach()).sum(1)]
+        self._step("actor", policy_per_sample, weights, ids, ctx, self.policy_params,
+                   self.policy_optimizer, tasks, shared)
+
+        log_alpha = self.log_alpha[alpha_ids]
+        coef = log_alpha if cfg.temperature_loss == "log_alpha" else log_alpha.exp()
+        alpha_per_sample = sac_losses.temperature_terms(coef, log_pi, self.target_entropy)
+        self._step("temperature", alpha_per_sample, weights, ids, ctx, [self.log_alpha],
+                   self.alpha_optimizer, tasks)
+        self.soft_update_targets(tasks)
+        with torch.no_grad():
+            q_diff = q.detach() - q_target
+            values = [q_diff[0].square(), q_diff[1].square(), q[0].detach(), q[1].detach(),
+                      q_target, policy_per_sample.detach(), log_pi.detach(),
+                      gaussian_entropy(log_std.detach()), alpha_per_sample.detach(), alpha]
+            values += [per_task[ids] for per_task in kl_stats]
+            self._record(values, ids, weights, tasks)
+
+    def _step(self, stage: str, per_sample: torch.Tensor, weights: torch.Tensor | None,
+              ids: torch.Tensor, ctx: LossContext, params: list[torch.Tensor],
+              optimizer: EnsembleAdam, tasks: np.ndarray | None,
+              shared: Sequence[torch.Tensor] = ()) -> None:
+        """Differentiate one stage's loss (its per-sample terms reduced as `reduce_loss`, the
+        stage's extra terms, `shared` scalars) with respect to `params` and step `optimizer`."""
+        ext = self.extensions
+        per_task_terms, scalars = [], list(shared)
+        for term in ext.loss_terms:
+            if term.stage == stage:
+                value = term.fn(ctx)
+                (scalars if value.dim() == 0 else per_task_terms).append(value)
+        transform = ext.gradient_transform if stage in ext.transform_stages else None
+        if transform is None:
+            loss = sac_losses.reduce_loss(per_sample, weights)
+            loss = loss + sum(scalars) + sum(t.sum() for t in per_task_terms)
+            grads = torch.autograd.grad(loss, params, allow_unused=True)
+        else:
+            losses = sac_losses.per_task_losses(per_sample, weights, ids, self.num_tasks)
+            losses = losses + sum(per_task_terms)
+            per_task = _per_task_grads(losses, params, ext.per_task_grads)
+            grads = transform(stage, per_task, params)
+            if scalars:
+                extra = torch.autograd.grad(sum(scalars), params, allow_unused=True)
+                grads = [g if e is None else g + e for g, e in zip(grads, extra, strict=True)]
+        _set_grads(params, [torch.zeros_like(p) if g is None else g
+                            for g, p in zip(grads, params, strict=True)])
+        optimizer.step(tasks)
+
+    def _record(self, values: list[torch.Tensor], ids: torch.Tensor,
+                weights: torch.Tensor | None, tasks: np.ndarray | None) -> None:
+        """Add one update's per-sample statistics (tasks left out of the step excluded)."""
+        if tasks is not None and not tasks.all():
+            stepped = torch.from_numpy(tasks)[ids].float()
+            weights = stepped if weights is None else weights * stepped
+        self.stats.add(torch.stack(values), ids, weights)
+
+    def _hand_update(self, batch: TransitionBatch, kl_obs: torch.Tensor | None,
+                     tasks: np.ndarray | None) -> None:
+        """`update` with the gradients computed by hand (taped forward passes, `backward`
+        methods): the values autograd gives (tests/test_update_gradients.py holds them to the
+        autograd path on every architecture and option), without autograd's graph bookkeeping,
+        which costs 15-20% of an update at the paper's sizes."""
         cfg = self.config
         ids = batch.task_ids
         alpha_ids = self.temperature_index(ids)
         alpha = self.log_alpha.detach().exp()[alpha_ids]
         # d(loss)/d(per-sample term): each group's (weighted) mean, summed over groups
-        scale = per_sample_scale(batch.weights, ids.shape)
+        scale = sac_losses.per_sample_scale(batch.weights, ids.shape)
 
         with torch.no_grad():
             # one policy pass serves the critic target (next_obs) and the actor loss (obs): the
@@ -276,11 +474,7 @@ class MultiTaskSAC:
                 alpha,
             ]
             values += [per_task[ids] for per_task in kl_stats]  # (N,) -> each sample's task
-            weights = batch.weights
-            if tasks is not None and not tasks.all():
-                stepped = torch.from_numpy(tasks)[ids].float()
-                weights = stepped if weights is None else weights * stepped
-            self.stats.add(torch.stack(values), ids, weights)
+            self._record(values, ids, batch.weights, tasks)
 
     def _kl_penalty(self, obs: torch.Tensor
                     ) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
@@ -305,12 +499,22 @@ class MultiTaskSAC:
         return kl.sum(1) / max(n - 1, 1), penalty, grads
 
 
-def per_sample_scale(weights: torch.Tensor | None, shape: torch.Size) -> torch.Tensor:
-    """d(loss)/d(term) of a loss that sums, over groups, each group's weighted mean of its B
-    per-sample terms (the plain mean without weights): w / max(sum w, 1) or 1 / B."""
-    if weights is None:
-        return torch.full(shape, 1.0 / shape[-1])
-    return weights / weights.sum(-1, keepdim=True).clamp_min(1.0)
+def _per_task_grads(losses: torch.Tensor, params: list[torch.Tensor],
+                    how: Literal["vmap", "loop"]) -> list[list[torch.Tensor]]:
+    """Each task's gradient of `params`: per_task[i][k] = d losses[i] / d params[k]."""
+    n = losses.shape[0]
+    if how == "vmap":  # one backward pass, batched over the N one-hot output gradients
+        stacked = torch.autograd.grad(losses, params, torch.eye(n, dtype=losses.dtype),
+                                      is_grads_batched=True, allow_unused=True)
+        stacked = [torch.zeros(n, *p.shape, dtype=p.dtype) if g is None else g
+                   for g, p in zip(stacked, params, strict=True)]
+        return [[g[i] for g in stacked] for i in range(n)]
+    out = []
+    for i in range(n):
+        grads = torch.autograd.grad(losses[i], params, retain_graph=True, allow_unused=True)
+        out.append([torch.zeros_like(p) if g is None else g
+                    for g, p in zip(grads, params, strict=True)])
+    return out
 
 
 def _set_grads(params: list[torch.Tensor], grads: list[torch.Tensor]) -> None:

@@ -28,9 +28,10 @@ import torch
 from PIL import Image, ImageDraw, ImageFont
 
 from environments.multitask import MultiTaskEnv
-from learning.behaviour import Behaviour, QSwitch
+from learning.policies.behaviour import Behaviour
+from learning.policies.qswitch_mixture_policies_wrapper import QSwitch
 
-#: maps raw observations (..., obs_dim) to network inputs (as in learning.sampler)
+#: maps raw observations (..., obs_dim) to network inputs (as in learning.samplers.sampler)
 ObsSplit = Callable[[np.ndarray], np.ndarray]
 
 #: the band keeps this fraction of the frame's brightness (out of 256): dark enough for white

@@ -30,7 +30,7 @@ import numpy as np
 import tabulate
 import tensorboardX
 
-from learning.sampler import Episode
+from learning.samplers.sampler import Episode
 
 # NaN marks "not measured this epoch" (e.g. no evaluation); tensorboardX warns on every one
 logging.getLogger("tensorboardX.x2num").setLevel(logging.ERROR)

@@ -10,7 +10,7 @@ is N independent Adams.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -103,11 +103,13 @@ def xavier_(weight: torch.Tensor, *, normal: bool, blocks: int = 1) -> None:
 
 
 class EnsembleMLP(nn.Module):
-    """M ReLU MLPs of the same shape evaluated together.
+    """M MLPs of the same shape evaluated together (ReLU hidden units by default).
 
     Input (M, B, in) (a broadcast (1, B, in) view is expanded), output (M, B, out).
     `members` evaluates a contiguous subset only (e.g. the Q1 half of twin critics).
     `out_blocks` splits the last layer into equally sized heads for initialisation only.
+    `activation` builds each hidden layer's activation module; the taped forward pass and its
+    hand-written backward exist for ReLU only (`relu`), other activations train with autograd.
     """
 
     def __init__(
@@ -120,6 +122,7 @@ class EnsembleMLP(nn.Module):
         layer_norm: bool = False,
         normal_init: bool = False,
         out_blocks: int = 1,
+        activation: Callable[[], nn.Module] = nn.ReLU,
     ) -> None:
         super().__init__()
         self.members = members
@@ -133,7 +136,7 @@ class EnsembleMLP(nn.Module):
             layers.append(linear)
             if layer_norm:
                 layers.append(EnsembleLayerNorm(members, size))
-            layers.append(nn.ReLU())  # not called (see _run): keeps the state_dict's layer indices
+            layers.append(activation())
             last = size
         head = EnsembleLinear(members, last, out_features)
         xavier_(head.weight, normal=normal_init, blocks=out_blocks)
@@ -141,17 +144,25 @@ class EnsembleMLP(nn.Module):
         self.body = nn.Sequential(*layers)
         #: (linear, layer norm or None) per layer, the head last without a norm
         self.layers: list[tuple[EnsembleLinear, EnsembleLayerNorm | None]] = []
+        #: each hidden layer's activation, applied after its norm
+        self.activations: list[nn.Module] = []
         for module in layers:
             if isinstance(module, EnsembleLinear):
                 self.layers.append((module, None))
             elif isinstance(module, EnsembleLayerNorm):
                 self.layers[-1] = (self.layers[-1][0], module)
+            else:
+                self.activations.append(module)
+        #: every activation is a ReLU: the in-place ReLU and the hand-written backward apply
+        self.relu = all(type(a) is nn.ReLU for a in self.activations)
 
     def forward(self, x: torch.Tensor, members: slice = ALL_MEMBERS) -> torch.Tensor:
         return self._run(x, members, None)
 
     def forward_taped(self, x: torch.Tensor) -> tuple[torch.Tensor, MLPTape]:
         """All members' output and the tape `backward` differentiates it with."""
+        if not self.relu:
+            raise ValueError("the taped forward pass and its backward exist for ReLU MLPs only")
         tape = MLPTape()
         return self._run(x, ALL_MEMBERS, tape), tape
 
@@ -159,7 +170,7 @@ class EnsembleMLP(nn.Module):
         count = len(range(*members.indices(self.members)))
         if x.shape[0] != count:
             x = x.expand(count, *x.shape[1:])
-        for linear, norm in self.layers[:-1]:  # plain calls: no module hooks
+        for k, (linear, norm) in enumerate(self.layers[:-1]):  # plain calls: no module hooks
             if tape is not None:
                 tape.inputs.append(x)
             x = linear.forward(x, members)
@@ -168,7 +179,10 @@ class EnsembleMLP(nn.Module):
                 tape.norms.append((normalised, inv_std))
             elif norm is not None:
                 x = norm.forward(x, members)
-            x = x.relu_()  # in place: saves one activation buffer per layer
+            if self.relu:
+                x = x.relu_()  # in place: saves one activation buffer per layer
+            else:
+                x = self.activations[k](x)
         if tape is not None:
             tape.inputs.append(x)
         return self.layers[-1][0].forward(x, members)

@@ -22,13 +22,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from learning.checkpoint import CheckpointWriter, checkpoint_path
-from learning.evaluation import BackgroundEvaluation, InlineEvaluation
-from learning.learner import Learner
-from learning.run_logger import RunLogger, format_matrix, mixture_probabilities
-from learning.runtime import TrainingThreads
-from learning.sampler import Collector, Episode
-from learning.stopping import RunStopped, StopRequested, StopSignals
+from learning.algorithms.learner import Learner
+from learning.runs.checkpoint import CheckpointWriter, checkpoint_path
+from learning.runs.evaluation import BackgroundEvaluation, InlineEvaluation
+from learning.runs.run_logger import RunLogger, format_matrix, mixture_probabilities
+from learning.runs.runtime import TrainingThreads
+from learning.runs.stopping import RunStopped, StopRequested, StopSignals
+from learning.samplers.sampler import Collector, Episode
 
 #: the progress line's s/epoch is the mean wall time of at most this many recent epochs
 RECENT_EPOCHS = 20
@@ -87,7 +87,7 @@ class Trainer:
         self.vis_freq = vis_freq
         self.exact_env_state = exact_env_state
         #: with several threads and a background evaluation, one is handed to the worker while
-        #: it computes (see learning.runtime)
+        #: it computes (see learning.runs.runtime)
         self._pace: Callable[[], None] | None = None
         if threads is not None and threads > 1 and evaluation.background:
             self._pace = TrainingThreads(threads, evaluation.busy)

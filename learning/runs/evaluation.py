@@ -21,10 +21,10 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from learning.behaviour import Behaviour
-from learning.run_logger import episode_metrics
-from learning.sampler import Episode, EpisodeTracker, ObsSplit, TaskVectorEnv
-from learning.stopping import stop_signals_ignored
+from learning.policies.behaviour import Behaviour
+from learning.runs.run_logger import episode_metrics
+from learning.runs.stopping import stop_signals_ignored
+from learning.samplers.sampler import Episode, EpisodeTracker, ObsSplit, TaskVectorEnv
 
 
 class Evaluator:
@@ -191,7 +191,7 @@ class BackgroundEvaluation:
         """Stop the worker: at once if it is still computing (a stopped run redoes that
         evaluation when resumed), else after it has read the stop request."""
         if self._process.is_alive():
-            if self.busy():  # SIGKILL: the worker ignores SIGTERM (see learning.stopping)
+            if self.busy():  # SIGKILL: the worker ignores SIGTERM (see learning.runs.stopping)
                 self._process.kill()
             else:
                 try:
