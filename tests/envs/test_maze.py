@@ -93,6 +93,21 @@ def test_start_and_goal_are_free_cells(task: int) -> None:
         assert qpos_to_cell(start + np.array(corner)) == TASKS[task][0]
 
 
+@pytest.mark.parametrize("cell", [(1, 3), (5, 8), (7, 10)])
+def test_cells_are_unit_squares_shifted_by_the_documented_offset(cell: tuple[int, int]) -> None:
+    """D4RL's 0.2 offset: layout cell (r, c) holds qpos x in [r - 0.7, r + 0.3) and y in
+    [c - 0.7, c + 0.3) (a wall block of half size 0.5 at world (r + 1, c + 1), the particle
+    body at world (1.2, 1.2))."""
+    r, c = cell
+    inside = [(r - 0.69, c - 0.69), (r + 0.29, c + 0.29), (r - 0.69, c + 0.29), (r, c)]
+    for x, y in inside:
+        assert qpos_to_cell(np.array([x, y])) == (r, c), (x, y)
+    assert qpos_to_cell(np.array([r + 0.31, c])) == (r + 1, c)
+    assert qpos_to_cell(np.array([r - 0.71, c])) == (r - 1, c)
+    assert qpos_to_cell(np.array([r, c + 0.31])) == (r, c + 1)
+    assert qpos_to_cell(np.array([r, c - 0.71])) == (r, c - 1)
+
+
 def test_wall_geometry_blocks_the_point() -> None:
     """Cell (0, 3) is a wall spanning qpos x in [-0.7, 0.3]: pushing up from (1, 3) stops there."""
     env = MazeLargeTaskEnv(0, seed=0)
@@ -298,6 +313,10 @@ def test_success_on_goal_terminates(task: int, train_envs: list) -> None:
     env.set_point(goal - np.array([0.55, 0.0]))
     _, _, terminated, _, info = env.step(ZERO)
     assert not info["success"] and not terminated
+    # the rule is d <= 0.5 (D4RL's): a point at exactly 0.5 succeeds (it does not move at rest)
+    env.set_point(goal - np.array([0.5, 0.0]))
+    _, reward, terminated, _, info = env.step(ZERO)
+    assert info["distance"] == 0.5 and info["success"] and terminated
 
 
 def family_task(obs: np.ndarray) -> int:

@@ -263,6 +263,17 @@ def test_cds_rewards_match_stock_metaworld(cds_envs: list[CDSTaskEnv], task: int
     stock.close()
 
 
+def test_cds_tasks_never_terminate_or_truncate_themselves(cds_envs: list[CDSTaskEnv]) -> None:
+    """Success does not end a CDS episode and the env sets no time limit of its own (the
+    sampler cuts episodes at the 500-step horizon); the raw Meta-World env would raise past
+    500 steps."""
+    for env in cds_envs:
+        env.reset(seed=0)
+        for _ in range(505):
+            _, _, terminated, truncated, info = env.step(env.action_space.sample())
+            assert terminated is False and truncated is False and "success" in info
+
+
 def test_cds_seeded_determinism() -> None:
     def rollout(seed: int) -> np.ndarray:
         fam = MetaWorldCDSEnv(seed=seed)
