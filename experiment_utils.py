@@ -245,7 +245,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"one of: {', '.join(METHODS)}")
     p.add_argument("--env",
                    help=f"environment id (default {DEFAULT_ENV}, with a line saying so), one of: "
-                        f"{', '.join(environments.known_env_ids())}")
+                        f"{', '.join(environments.known_env_ids())}; or a multi-task family "
+                        "registered with gymnasium (MODULE:ID imports MODULE first)")
     a = p.add_argument
 
     def boolean(name: str, help: str) -> None:
@@ -409,11 +410,10 @@ def resolve_config(argv: Sequence[str] | None = None,
             notes.append(f"no --env given: training {DEFAULT_ENV}, the built-in 4-task "
                          "laboratory; pass --env=ID for a paper benchmark")
     env_id = args["env"]
-    if env_id not in environments.known_env_ids():
-        raise ExperimentError(
-            f"unknown env {env_id!r}; choose one of: {', '.join(environments.known_env_ids())}"
-        )
-    family = environments.env_class(env_id)
+    try:
+        family = environments.env_class(env_id)
+    except environments.UnknownEnvError as error:
+        raise ExperimentError(str(error)) from None
     values: dict[str, Any] = dict(GLOBAL_DEFAULTS)
     env_defaults, method_overrides = env_config(env_id)
     values.update(env_defaults)
@@ -824,7 +824,8 @@ def make_log_dir(c: ExperimentConfig) -> str:
         _make_writable_folder(c.log_dir, f"--log_dir {c.log_dir}")
         return c.log_dir
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-    base = os.path.join("data", f"{c.method}_{c.env}_s{c.seed}_{stamp}")
+    env_name = c.env.rpartition(":")[2]  # MODULE:ID -> ID
+    base = os.path.join("data", f"{c.method}_{env_name}_s{c.seed}_{stamp}")
     path, k = base, 1
     while os.path.exists(path):
         path, k = f"{base}_{k}", k + 1

@@ -34,24 +34,58 @@ def _register_all() -> None:
 
 
 def known_env_ids() -> list[str]:
+    """The benchmarks this project ships (a user's own registered families work too)."""
     return list(ENV_ENTRY_POINTS)
 
 
+class UnknownEnvError(KeyError):
+    """An env id that names no multi-task family; str() is the one-line reason."""
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+def _registered_id(env_id: str) -> str:
+    """The gymnasium id behind `env_id`, importing the module of a "module:ID" id first (the
+    module registers its families on import, as gymnasium.make does)."""
+    if ":" in env_id:
+        module, _, env_id = env_id.partition(":")
+        try:
+            importlib.import_module(module)
+        except ImportError as error:
+            raise UnknownEnvError(f"cannot import {module!r} for env {env_id!r}: {error}"
+                                  ) from None
+    if env_id not in gym.registry:
+        raise UnknownEnvError(f"unknown env {env_id!r}; choose one of: "
+                              f"{', '.join(known_env_ids())}, or a multi-task family you "
+                              "registered with gymnasium (MODULE:ID imports MODULE first)")
+    return env_id
+
+
 def env_class(env_id: str) -> type[MultiTaskEnv]:
-    """The family class behind `env_id`, imported but not built (for its defaults and names)."""
-    module, name = ENV_ENTRY_POINTS[env_id][0].split(":")
-    return getattr(importlib.import_module(module), name)
+    """The family class behind `env_id`, imported but not built (for its defaults and names):
+    a benchmark, or any gymnasium id whose entry point is a `MultiTaskEnv` subclass."""
+    entry = gym.registry[_registered_id(env_id)].entry_point
+    if isinstance(entry, str):
+        module, _, name = entry.partition(":")
+        entry = getattr(importlib.import_module(module), name)
+    if not (isinstance(entry, type) and issubclass(entry, MultiTaskEnv)):
+        raise UnknownEnvError(f"env {env_id!r} is registered, but its entry point is not a "
+                              "multi-task family (a subclass of environments.MultiTaskEnv)")
+    return entry
 
 
 def make_multitask_env(env_id: str, seed: int | None = None, **kwargs: Any) -> MultiTaskEnv:
-    """The multi-task family behind `env_id` (raises KeyError for an unknown id)."""
-    if env_id not in ENV_ENTRY_POINTS:
-        raise KeyError(env_id)
-    env = gym.make(env_id, seed=seed, disable_env_checker=True, **kwargs).unwrapped
+    """The multi-task family behind `env_id` (raises UnknownEnvError, a KeyError, for an id
+    that names none)."""
+    env_class(env_id)  # checks the id names a family
+    env = gym.make(_registered_id(env_id), seed=seed, disable_env_checker=True,
+                   **kwargs).unwrapped
     assert isinstance(env, MultiTaskEnv)
     return env
 
 
 _register_all()
 
-__all__ = ["ENV_ENTRY_POINTS", "MultiTaskEnv", "env_class", "known_env_ids", "make_multitask_env"]
+__all__ = ["ENV_ENTRY_POINTS", "MultiTaskEnv", "UnknownEnvError", "env_class", "known_env_ids",
+           "make_multitask_env"]
