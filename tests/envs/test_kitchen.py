@@ -312,6 +312,10 @@ def test_tolerance_function() -> None:
     assert math.isclose(tolerance(-0.3, 0.0, 0.1, 0.3), 0.1)
     assert math.isclose(tolerance(0.25, 0.0, 0.1, 0.3), 0.1**0.25)
     assert tolerance(0.2, 0.0, 0.1, 0.0) == 0.0
+    # below a non-zero lower bound: the distance is lower - x (dm_control's shape)
+    assert math.isclose(tolerance(0.7, 1.0, 2.0, 0.3), 0.1)
+    assert math.isclose(tolerance(0.85, 1.0, 2.0, 0.3), 0.1**0.25)
+    assert tolerance(1.0, 1.0, 2.0, 0.3) == 1.0 and tolerance(2.0, 1.0, 2.0, 0.3) == 1.0
     # bounds (0, 0.1), Gaussian shape with value 0.1 at the margin: 0.1 ** (distance / margin)**2,
     # evaluated once in 50-digit decimal arithmetic (the last one underflows to 0)
     for x, margin, expected in [
