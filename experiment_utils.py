@@ -116,6 +116,8 @@ GLOBAL_DEFAULTS: dict[str, Any] = {
     "sampler_type": "local",
     "torch_threads": 1,
     "update_path": "auto",
+    "use_pc_grad": False,
+    "skip_alpha_pc_grad": True,
     "sparse_tasks": [],
     "eval_in_background": True,
     "envs_per_task": 1,
@@ -169,6 +171,8 @@ class ExperimentConfig:
     snapshot_interval: float = 0.0
     sampler_type: str = "local"
     update_path: str = "auto"
+    use_pc_grad: bool = False
+    skip_alpha_pc_grad: bool = True
     num_tasks: int = field(default=0)
 
     @property
@@ -219,7 +223,8 @@ def _bool(text: str) -> bool:
 
 
 #: the boolean flags: `--flag` alone means True, `--flag True` / `--flag False` as the original
-BOOL_FLAGS = ("include_task_id", "layer_norm", "eval_in_background", "wandb")
+BOOL_FLAGS = ("include_task_id", "layer_norm", "eval_in_background", "wandb", "use_pc_grad",
+              "skip_alpha_pc_grad")
 
 
 def _bare_booleans(argv: Sequence[str]) -> list[str]:
@@ -279,6 +284,10 @@ def build_parser() -> argparse.ArgumentParser:
     a("--sharing_quantile", type=float,
       help="UDS: share other tasks' data only where Q exceeds this quantile (0 = share all)")
     boolean("layer_norm", "LayerNorm in the critics (default False)")
+    boolean("use_pc_grad", "PCGrad gradient surgery between the tasks' gradients of the shared "
+            "networks (Parameters methods: sac, mtsac, qmp_sac; default False)")
+    boolean("skip_alpha_pc_grad", "with --use_pc_grad, leave the temperatures out of PCGrad "
+            "(default True, as the original)")
     a("--vis_freq", type=int,
       help="mp4 of one evaluation episode per task every this many epochs (positive), or -1 = "
            "none, the default: CPU rendering is slow; the original used 10")
@@ -446,7 +455,7 @@ _KEY_TYPES: dict[str, str] = {
     "policy_sampling_freq": "int", "sharing_quantile": "float", "layer_norm": "bool",
     "vis_freq": "int", "kl_coeff": "list[float]", "qswitch_critic": "str",
     "replay_buffer_size": "int?", "sampler_type": "str", "torch_threads": "int?",
-    "update_path": "str",
+    "update_path": "str", "use_pc_grad": "bool", "skip_alpha_pc_grad": "bool",
     "sparse_tasks": "list[int]",
     "eval_in_background": "bool", "envs_per_task": "int",
     "snapshot_interval": "float", "log_dir": "str?", "snapshot_gap": "int",
@@ -567,6 +576,11 @@ def validate(c: ExperimentConfig) -> None:
         raise ExperimentError(
             f"--replay_buffer_size {c.replay_buffer_size} cannot hold --min_buffer_size"
         )
+    if c.use_pc_grad and c.spec.sampling != "mixed":
+        raise ExperimentError(f"--use_pc_grad applies to the Parameters methods (sac, mtsac, "
+                              f"qmp_sac), whose tasks share networks, not to {c.method}")
+    if c.use_pc_grad and c.update_path == "hand":
+        raise ExperimentError("--use_pc_grad needs the autograd update: drop --update_path hand")
     if c.update_path not in UPDATE_PATHS:
         raise ExperimentError(f"--update_path must be one of {', '.join(UPDATE_PATHS)}, "
                               f"got {c.update_path!r}")

@@ -35,7 +35,8 @@ from experiment_utils import (
     size_replay_buffers,
 )
 from learning.algorithms.learner import Learner
-from learning.algorithms.sac import MultiTaskSAC, SACConfig
+from learning.algorithms.pcgrad import PCGrad, sac_reach
+from learning.algorithms.sac import Extensions, MultiTaskSAC, SACConfig
 from learning.buffers.replay_buffer import MultiTaskReplayBuffer
 from learning.policies.behaviour import Behaviour, OwnPolicy
 from learning.policies.task_policy import TaskPolicy
@@ -73,6 +74,17 @@ def kl_matrix(config: ExperimentConfig) -> torch.Tensor | None:
     if len(values) == 1:
         return torch.full((n, n), float(values[0]))
     return torch.tensor(values, dtype=torch.float32).view(n, n)
+
+
+def update_extensions(config: ExperimentConfig, policy: TaskPolicy, critic: TwinCritic
+                      ) -> Extensions | None:
+    """What the method's flags add to the SAC update (PCGrad), or None."""
+    if not config.use_pc_grad:
+        return None
+    reach = sac_reach(policy, critic, config.num_tasks, config.spec.per_task_temperature)
+    stages = ("critic", "actor") + (() if config.skip_alpha_pc_grad else ("temperature",))
+    return Extensions(gradient_transform=PCGrad(reach), transform_stages=stages,
+                      per_task_reduction="mean")
 
 
 def task_set_copies(family: environments.MultiTaskEnv, copies: int, *, evaluation: bool,
@@ -161,6 +173,7 @@ def build_trainer(config: ExperimentConfig, log_dir: str, *, stdout: bool = True
         ),
         kl_coeff=kl_matrix(config),
         update_path=config.update_path,  # type: ignore[arg-type]
+        extensions=update_extensions(config, policy, critic),
     )
     assert config.replay_buffer_size is not None
     buffer = MultiTaskReplayBuffer(n, config.replay_buffer_size, obs_dim, action_dim, config.seed,

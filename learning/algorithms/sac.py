@@ -120,6 +120,8 @@ class Extensions:
     transform_stages: tuple[str, ...] = STAGES
     #: the per-task gradients: "vmap" (one batched backward pass) or "loop" (N passes)
     per_task_grads: Literal["vmap", "loop"] = "vmap"
+    #: each task's loss: its share of the batch loss, or the mean over its own samples (PCGrad)
+    per_task_reduction: Literal["share", "mean"] = "share"
 
     def __bool__(self) -> bool:
         return bool(self.loss_terms) or self.gradient_transform is not None
@@ -375,7 +377,8 @@ class MultiTaskSAC:
             loss = loss + sum(scalars) + sum(t.sum() for t in per_task_terms)
             grads = torch.autograd.grad(loss, params, allow_unused=True)
         else:
-            losses = sac_losses.per_task_losses(per_sample, weights, ids, self.num_tasks)
+            losses = sac_losses.per_task_losses(per_sample, weights, ids, self.num_tasks,
+                                                ext.per_task_reduction)
             losses = losses + sum(per_task_terms)
             per_task = _per_task_grads(losses, params, ext.per_task_grads)
             grads = transform(stage, per_task, params)

@@ -14,6 +14,8 @@ stepped critics) plus the DnC term `dnc_kl_loss` when it is on; the temperatures
 
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
 
 from learning.nn.distributions import diagonal_gaussian_kl
@@ -35,12 +37,20 @@ def per_sample_scale(weights: torch.Tensor | None, shape: torch.Size) -> torch.T
 
 
 def per_task_losses(per_sample: torch.Tensor, weights: torch.Tensor | None,
-                    task_ids: torch.Tensor, num_tasks: int) -> torch.Tensor:
-    """`reduce_loss` split by each sample's task: (N,) losses that sum to it (what a gradient
-    transform such as PCGrad needs). per_sample and task_ids (G, B)."""
-    terms = per_sample * per_sample_scale(weights, task_ids.shape)
-    return torch.zeros(num_tasks, dtype=terms.dtype).index_add(
-        0, task_ids.reshape(-1), terms.reshape(-1))
+                    task_ids: torch.Tensor, num_tasks: int,
+                    reduction: Literal["share", "mean"] = "share") -> torch.Tensor:
+    """Each task's loss (N,), for a gradient transform: with "share", its samples' share of
+    `reduce_loss` (the N losses sum to it); with "mean", the (weighted) mean over its own
+    samples (0 for a task without any). per_sample and task_ids (G, B)."""
+    ids = task_ids.reshape(-1)
+    if reduction == "share":
+        terms = per_sample * per_sample_scale(weights, task_ids.shape)
+        return torch.zeros(num_tasks, dtype=terms.dtype).index_add(0, ids, terms.reshape(-1))
+    w = torch.ones_like(per_sample) if weights is None else weights
+    totals = torch.zeros(num_tasks, dtype=per_sample.dtype).index_add(
+        0, ids, (w * per_sample).reshape(-1))
+    counts = torch.zeros(num_tasks, dtype=per_sample.dtype).index_add(0, ids, w.reshape(-1))
+    return torch.where(counts > 0, totals / counts.clamp_min(1e-12), torch.zeros_like(totals))
 
 
 def soft_target(rewards: torch.Tensor, terminals: torch.Tensor, next_q_min: torch.Tensor,
