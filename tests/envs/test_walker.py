@@ -171,6 +171,7 @@ def test_reward_formula_on_set_state(task: int) -> None:
     env = WalkerTaskEnv(task, seed=0)
     env.reset(seed=0)
     qpos, qvel = airborne_state(env)
+    qpos[5], qpos[8] = 0.3, -0.25  # feet off their zero angle: the foot term is a difference
     env.set_state(qpos, qvel)
     action = np.array([0.5, -0.3, 1.5, 0.0, -2.0, 0.2])  # out-of-range entries get clipped
     _, reward, terminated, _, info = env.step(action)
@@ -267,6 +268,11 @@ def test_crawl_ceiling_contact_terminates() -> None:
     assert not env.ceiling_contact()
     _, _, terminated, _, info = env.step(np.zeros(6))
     assert not terminated and info["reward_collision"] == 0.0
+    # a single contact, the tilted torso against the ceiling, is a hit too
+    tilted, _ = standing_state(env)
+    tilted[0], tilted[1], tilted[2] = 5.0, 0.9, 1.0
+    env.set_state(tilted, np.zeros(env.model.nv))
+    assert env.data.ncon == 1 and env.ceiling_contact()
     # the same upright pose with no ceiling above is fine
     qpos[0] = -1.0
     env.set_state(qpos, qvel)
