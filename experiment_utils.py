@@ -118,6 +118,7 @@ GLOBAL_DEFAULTS: dict[str, Any] = {
     "update_path": "auto",
     "use_pc_grad": False,
     "skip_alpha_pc_grad": True,
+    "grad_clip": None,
     "sparse_tasks": [],
     "eval_in_background": True,
     "envs_per_task": 1,
@@ -173,6 +174,7 @@ class ExperimentConfig:
     update_path: str = "auto"
     use_pc_grad: bool = False
     skip_alpha_pc_grad: bool = True
+    grad_clip: float | None = None
     num_tasks: int = field(default=0)
 
     @property
@@ -286,6 +288,10 @@ def build_parser() -> argparse.ArgumentParser:
     boolean("layer_norm", "LayerNorm in the critics (default False)")
     boolean("use_pc_grad", "PCGrad gradient surgery between the tasks' gradients of the shared "
             "networks (Parameters methods: sac, mtsac, qmp_sac; default False)")
+    a("--grad_clip", type=float,
+      help="clip the gradient norm of each optimizer (each task's network, each critic, each "
+           "temperature) to this before its step; default off. The original accepted the flag "
+           "but never applied it")
     boolean("skip_alpha_pc_grad", "with --use_pc_grad, leave the temperatures out of PCGrad "
             "(default True, as the original)")
     a("--vis_freq", type=int,
@@ -456,6 +462,7 @@ _KEY_TYPES: dict[str, str] = {
     "vis_freq": "int", "kl_coeff": "list[float]", "qswitch_critic": "str",
     "replay_buffer_size": "int?", "sampler_type": "str", "torch_threads": "int?",
     "update_path": "str", "use_pc_grad": "bool", "skip_alpha_pc_grad": "bool",
+    "grad_clip": "float?",
     "sparse_tasks": "list[int]",
     "eval_in_background": "bool", "envs_per_task": "int",
     "snapshot_interval": "float", "log_dir": "str?", "snapshot_gap": "int",
@@ -576,6 +583,8 @@ def validate(c: ExperimentConfig) -> None:
         raise ExperimentError(
             f"--replay_buffer_size {c.replay_buffer_size} cannot hold --min_buffer_size"
         )
+    if c.grad_clip is not None and not c.grad_clip > 0:
+        raise ExperimentError(f"--grad_clip must be positive, got {c.grad_clip}")
     if c.use_pc_grad and c.spec.sampling != "mixed":
         raise ExperimentError(f"--use_pc_grad applies to the Parameters methods (sac, mtsac, "
                               f"qmp_sac), whose tasks share networks, not to {c.method}")

@@ -170,6 +170,7 @@ def build_trainer(config: ExperimentConfig, log_dir: str, *, stdout: bool = True
             target_entropy=config.target_entropy,
             per_task_temperature=spec.per_task_temperature,
             temperature_loss=spec.temperature_loss,
+            grad_clip=config.grad_clip,
         ),
         kl_coeff=kl_matrix(config),
         update_path=config.update_path,  # type: ignore[arg-type]

@@ -62,6 +62,8 @@ class SACConfig:
     per_task_temperature: bool = True
     #: the DnC family differentiates -log_alpha * (...), the SAC family -alpha * (...)
     temperature_loss: Literal["log_alpha", "alpha"] = "log_alpha"
+    #: clip each optimizer's gradient norm (per network of an ensemble) to this; None: off
+    grad_clip: float | None = None
 
 
 UpdatePath = Literal["auto", "hand", "autograd"]
@@ -186,12 +188,13 @@ class MultiTaskSAC:
         def members(per_task: bool) -> int | None:
             return num_tasks if per_task else None
 
+        clip = config.grad_clip
         self.policy_optimizer = EnsembleAdam(self.policy_params, config.lr,
-                                             members(policy.per_task_groups))
+                                             members(policy.per_task_groups), clip)
         self.critic_optimizer = EnsembleAdam(critic.parameters(), config.lr,
-                                             members(critic.groups == num_tasks))
+                                             members(critic.groups == num_tasks), clip)
         self.alpha_optimizer = EnsembleAdam([self.log_alpha], config.lr,
-                                            members(config.per_task_temperature))
+                                            members(config.per_task_temperature), clip)
         self._build_member_views()
         #: (N, N) DnC penalty weights; row i weights policy i's KL towards every other policy
         self.kl_coeff = None if kl_coeff is None else kl_coeff.fill_diagonal_(0.0)

@@ -28,11 +28,16 @@ class EnsembleAdam:
     eps = 1e-8
 
     def __init__(self, params: Iterable[torch.Tensor], lr: float,
-                 num_tasks: int | None = None) -> None:
+                 num_tasks: int | None = None, max_grad_norm: float | None = None) -> None:
         """`num_tasks`: the parameters stack per-task members along their first axis (member m
-        is task m % num_tasks's); None: every parameter is shared by all tasks."""
+        is task m % num_tasks's); None: every parameter is shared by all tasks.
+        `max_grad_norm`: clip the gradient's L2 norm to it before each step, per member (each
+        member is one network with its own optimizer in the original), or over all parameters
+        when they are shared (torch's clip_grad_norm_: scale by max / (norm + 1e-6) if below 1).
+        """
         self.params = list(params)
         self.lr = lr
+        self.max_grad_norm = max_grad_norm
         #: (param index, member) of every slice; member -1: the whole parameter, shared
         self._slices: list[tuple[int, int]] = []
         tasks: list[int] = []
@@ -104,11 +109,32 @@ class EnsembleAdam:
         return np.flatnonzero(chosen).tolist()
 
     @torch.no_grad()
+    def clip_grads(self) -> None:
+        """Scale each member's gradient (or the whole gradient of shared parameters) so that its
+        L2 norm is at most `max_grad_norm`."""
+        assert self.max_grad_norm is not None
+        grads = [p.grad for p in self.params]
+        if any(g is None for g in grads):
+            raise RuntimeError("EnsembleAdam.step needs a gradient for every parameter")
+        if not self._split[0]:  # shared: one norm over everything
+            norm = torch.linalg.vector_norm(torch.stack(
+                [torch.linalg.vector_norm(g) for g in grads]))  # type: ignore[arg-type]
+            scale = (self.max_grad_norm / (norm + 1e-6)).clamp_max(1.0)
+            torch._foreach_mul_(grads, scale)  # type: ignore[arg-type]
+            return
+        sq = sum(g.reshape(g.shape[0], -1).square().sum(1) for g in grads)  # type: ignore
+        scale = (self.max_grad_norm / (sq.sqrt() + 1e-6)).clamp_max(1.0)
+        for g in grads:
+            g.mul_(scale.view(-1, *([1] * (g.dim() - 1))))  # type: ignore[union-attr]
+
+    @torch.no_grad()
     def step(self, tasks: np.ndarray | None = None) -> None:
         """One Adam step of the members of `tasks` (bool (N,); None: every task)."""
         index = self.selected(tasks)
         if index is not None and not index:
             return
+        if self.max_grad_norm is not None:
+            self.clip_grads()
         if index is None and self._uniform:  # the same arithmetic on whole parameters
             torch._foreach_add_(self.steps, 1)
             params, grads, m, v, s = (self._whole_p, [p.grad for p in self.params],
