@@ -502,6 +502,9 @@ def _check_instability() -> None:
     obs, reward, terminated, truncated, info = env.step(np.zeros(6, dtype=np.float32))
     assert reward == -100.0 and terminated and not truncated
     assert info["unstable"] and not info["success"]
+    # the step's terms are not computed: zero, and no distance (the penalty is the reward)
+    assert (info["reward_dist"], info["reward_stage"], info["reward_ctrl"]) == (0.0, 0.0, 0.0)
+    assert math.isnan(info["distance"])
     np.testing.assert_array_equal(obs, prev)
     # a fresh reset clears the instability
     env.reset(seed=1)
