@@ -1,7 +1,7 @@
 """Command-line flags, their resolution into one experiment config, and the run folder.
 
-Precedence: the original's global defaults (spec 5.1) < the environment's config file
-`configs/ENV.yaml` (the paper's defaults, spec 5.2, then its per-method overrides) < a user's
+Precedence: the original's global defaults (its run.py's) < the environment's config file
+`configs/ENV.yaml` (the paper's per-env defaults, then its per-method overrides) < a user's
 `--config FILE` < flags given on the command line. Every user mistake raises `ExperimentError`,
 which run.py prints as one line and exits with code 2.
 """
@@ -86,7 +86,7 @@ DEFAULT_ENV = "PointReachMT4-v0"
 #: seeds python, numpy, torch and the envs all accept
 SEED_LIMIT = 2**32
 
-#: the original's run.py defaults (spec 5.1); None = decided by method or env
+#: the original's run.py defaults; None = decided by method or env
 GLOBAL_DEFAULTS: dict[str, Any] = {
     "seed": 0,
     "n_epochs": 1000,
