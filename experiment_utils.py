@@ -119,6 +119,7 @@ GLOBAL_DEFAULTS: dict[str, Any] = {
     "use_pc_grad": False,
     "skip_alpha_pc_grad": True,
     "grad_clip": None,
+    "regularize_representation": False,
     "sparse_tasks": [],
     "eval_in_background": True,
     "envs_per_task": 1,
@@ -175,6 +176,7 @@ class ExperimentConfig:
     use_pc_grad: bool = False
     skip_alpha_pc_grad: bool = True
     grad_clip: float | None = None
+    regularize_representation: bool = False
     num_tasks: int = field(default=0)
 
     @property
@@ -226,7 +228,7 @@ def _bool(text: str) -> bool:
 
 #: the boolean flags: `--flag` alone means True, `--flag True` / `--flag False` as the original
 BOOL_FLAGS = ("include_task_id", "layer_norm", "eval_in_background", "wandb", "use_pc_grad",
-              "skip_alpha_pc_grad")
+              "skip_alpha_pc_grad", "regularize_representation")
 
 
 def _bare_booleans(argv: Sequence[str]) -> list[str]:
@@ -299,6 +301,9 @@ def build_parser() -> argparse.ArgumentParser:
            "none, the default: CPU rendering is slow; the original used 10")
     a("--kl_coeff", type=float, nargs="+",
       help="DnC KL regularisation: one beta, or N*N values row-major (row i: policy i)")
+    boolean("regularize_representation",
+            "DnC's penalty on the policies' last hidden layers (mean squared difference) instead "
+            "of their KL, weighted by --kl_coeff (default False)")
     a("--qswitch_critic", choices=["q1", "min"],
       help="Q-switch scores with Q1 (the original) or min(Q1, Q2)")
     a("--replay_buffer_size", type=int,
@@ -462,7 +467,7 @@ _KEY_TYPES: dict[str, str] = {
     "vis_freq": "int", "kl_coeff": "list[float]", "qswitch_critic": "str",
     "replay_buffer_size": "int?", "sampler_type": "str", "torch_threads": "int?",
     "update_path": "str", "use_pc_grad": "bool", "skip_alpha_pc_grad": "bool",
-    "grad_clip": "float?",
+    "grad_clip": "float?", "regularize_representation": "bool",
     "sparse_tasks": "list[int]",
     "eval_in_background": "bool", "envs_per_task": "int",
     "snapshot_interval": "float", "log_dir": "str?", "snapshot_gap": "int",
@@ -583,6 +588,12 @@ def validate(c: ExperimentConfig) -> None:
         raise ExperimentError(
             f"--replay_buffer_size {c.replay_buffer_size} cannot hold --min_buffer_size"
         )
+    if c.regularize_representation and all(v == 0 for v in c.kl_coeff):
+        raise ExperimentError("--regularize_representation replaces DnC's KL penalty: give its "
+                              "weights with --kl_coeff")
+    if c.regularize_representation and c.policy_architecture != "separate":
+        raise ExperimentError("--regularize_representation compares separate policies' hidden "
+                              "layers: it needs --policy_architecture separate")
     if c.grad_clip is not None and not c.grad_clip > 0:
         raise ExperimentError(f"--grad_clip must be positive, got {c.grad_clip}")
     if c.use_pc_grad and c.spec.sampling != "mixed":

@@ -171,6 +171,7 @@ def build_trainer(config: ExperimentConfig, log_dir: str, *, stdout: bool = True
             per_task_temperature=spec.per_task_temperature,
             temperature_loss=spec.temperature_loss,
             grad_clip=config.grad_clip,
+            dnc_penalty="representation" if config.regularize_representation else "kl",
         ),
         kl_coeff=kl_matrix(config),
         update_path=config.update_path,  # type: ignore[arg-type]

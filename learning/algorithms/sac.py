@@ -64,6 +64,8 @@ class SACConfig:
     temperature_loss: Literal["log_alpha", "alpha"] = "log_alpha"
     #: clip each optimizer's gradient norm (per network of an ensemble) to this; None: off
     grad_clip: float | None = None
+    #: what DnC's penalty compares: the policies' distributions (KL) or last hidden layers (MSE)
+    dnc_penalty: Literal["kl", "representation"] = "kl"
 
 
 UpdatePath = Literal["auto", "hand", "autograd"]
@@ -198,10 +200,10 @@ class MultiTaskSAC:
         self._build_member_views()
         #: (N, N) DnC penalty weights; row i weights policy i's KL towards every other policy
         self.kl_coeff = None if kl_coeff is None else kl_coeff.fill_diagonal_(0.0)
+        penalty_stats = (("PolicyKL", "PolicyKLPenalty") if config.dnc_penalty == "kl"
+                         else ("PolicyRepresentationMSE", "PolicyRepresentationPenalty"))
         self.stats = TaskStatistics(
-            STAT_NAMES + (("PolicyKL", "PolicyKLPenalty") if self.kl_coeff is not None else ()),
-            num_tasks,
-        )
+            STAT_NAMES + (penalty_stats if self.kl_coeff is not None else ()), num_tasks)
         self.extensions = extensions or Extensions()
         if update_path not in UPDATE_PATHS:
             raise ValueError(f"update_path must be one of {UPDATE_PATHS}, got {update_path!r}")
@@ -233,6 +235,8 @@ class MultiTaskSAC:
             return "extra loss terms"
         if self.extensions.gradient_transform is not None:
             return "a gradient transform"
+        if self.kl_coeff is not None and self.config.dnc_penalty != "kl":
+            return "the representation penalty"
         for name, net in (("policy", self.policy.net), ("critic", self.critic.net)):
             if not net.relu:
                 return f"the {name}'s activation {type(net.activations[0]).__name__}"
@@ -341,8 +345,11 @@ class MultiTaskSAC:
         if self.kl_coeff is not None and kl_obs is not None:
             n = self.num_tasks
             kl_ids = torch.arange(n).unsqueeze(1).expand(n, kl_obs.shape[0])
-            kl = sac_losses.dnc_kl(*self.policy(kl_obs.unsqueeze(0).expand(n, *kl_obs.shape),
-                                                kl_ids))
+            kl_input = kl_obs.unsqueeze(0).expand(n, *kl_obs.shape)
+            if cfg.dnc_penalty == "kl":
+                kl = sac_losses.dnc_kl(*self.policy(kl_input, kl_ids))
+            else:
+                kl = sac_losses.representation_distance(self.policy.net.hidden(kl_input))
             shared.append(sac_losses.dnc_kl_loss(kl, self.kl_coeff))
             kl_stats = [kl.detach().sum(1) / max(n - 1, 1), (self.kl_coeff * kl.detach()).sum(1)]
         self._step("actor", policy_per_sample, weights, ids, ctx, self.policy_params,

@@ -88,6 +88,14 @@ def dnc_kl(mean: torch.Tensor, log_std: torch.Tensor) -> torch.Tensor:
     return diagonal_gaussian_kl(*fixed, *moving).mean(dim=(-1, -2))
 
 
+def representation_distance(hidden: torch.Tensor) -> torch.Tensor:
+    """(N_i, N_j) mean squared difference between policy i's and policy j's last hidden layers
+    on the same observations (averaged over units and observations), policy j held fixed:
+    DnC's penalty with `--regularize_representation`. hidden (N, B, H), policy i in row i."""
+    return (hidden.unsqueeze(1) - hidden.detach().unsqueeze(0)).square().mean(dim=(-1, -2))
+
+
 def dnc_kl_loss(kl: torch.Tensor, kl_coeff: torch.Tensor) -> torch.Tensor:
-    """DnC's penalty sum_ij beta_ij KL(pi_j || pi_i) (the diagonal of beta is zero)."""
+    """DnC's penalty sum_ij beta_ij D_ij (the diagonal of beta is zero); D is the KL of
+    `dnc_kl` or the distance of `representation_distance`."""
     return (kl_coeff * kl).sum()

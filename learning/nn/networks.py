@@ -159,6 +159,18 @@ class EnsembleMLP(nn.Module):
     def forward(self, x: torch.Tensor, members: slice = ALL_MEMBERS) -> torch.Tensor:
         return self._run(x, members, None)
 
+    def hidden(self, x: torch.Tensor) -> torch.Tensor:
+        """The last hidden layer's activations (M, B, width): the representation the head reads
+        (DnC's representation penalty compares them)."""
+        if x.shape[0] != self.members:
+            x = x.expand(self.members, *x.shape[1:])
+        for k, (linear, norm) in enumerate(self.layers[:-1]):
+            x = linear(x)
+            if norm is not None:
+                x = norm(x)
+            x = self.activations[k](x)
+        return x
+
     def forward_taped(self, x: torch.Tensor) -> tuple[torch.Tensor, MLPTape]:
         """All members' output and the tape `backward` differentiates it with."""
         if not self.relu:
