@@ -1,5 +1,6 @@
-"""Whole epochs at the paper's hyper-parameters (spec 5.2): seconds per epoch of every method, and
-the projected wall time of the paper's full budget on this machine.
+"""Whole epochs at the paper's hyper-parameters (the per-environment defaults of the authors'
+run.py): seconds per epoch of every method, and the projected wall time of the paper's full
+budget on this machine.
 
 Each method runs through the real trainer (`run_experiment`) for a few epochs; the first epoch
 (which fills the buffers to min_buffer_size) is excluded and the steady-state seconds per epoch is

@@ -442,7 +442,8 @@ class JacoReachTaskEnv(gym.Env):
         obs[OBS_QPOS] = self._qpos
         obs[OBS_QVEL] = self._qvel
         obs[OBS_STAGE] = 0.0
-        # the stage reaches 3 on the terminal step: keep the index in range (spec bug 11)
+        # the stage reaches 3 on the terminal step: keep the index in range (the original
+        # indexed past the 3-slot one-hot there, harmless only because the episode ends)
         obs[OBS_STAGE.start + min(self._stage, NUM_STAGES - 1)] = 1.0
         obs[OBS_HAND] = self._hand
         return obs.copy()
@@ -462,7 +463,9 @@ class JacoReachTaskEnv(gym.Env):
         self._stage = 0
         self._stay_count = 0
         if self.is_stay:
-            # the goal is this env's own hand position at reset, copied (fixes spec bug 10)
+            # the goal is this env's own hand position at reset, copied (the original shared
+            # one goal list between the train and test env, filled with a live view of the
+            # training simulator's hand position, so its test env was no stay task)
             self._goals = data.xpos[self._hand_id][None, :].copy()
         data.mocap_pos[self._mocap_id] = self._goals[0]
         mujoco.mj_forward(model, data)
@@ -562,7 +565,7 @@ class JacoReachMT5Env(MultiTaskEnv):
 
     def split_observation(self, obs: np.ndarray, include_task_id: bool = False) -> np.ndarray:
         """Network input: zero the task one-hot (unless include_task_id) and always the hand
-        position, as the original did (spec bug 9, kept for comparability)."""
+        position, as the original did even with include_task_id (kept for comparability)."""
         out = np.array(obs, copy=True)
         if not include_task_id:
             out[..., OBS_TASK] = 0.0

@@ -11,7 +11,8 @@ joint vector + the task one-hot (10). The network input is the first 60 entries 
 
 The goal vector holds D4RL's fixed default goals (microwave, kettle, bottom burner on, light on)
 with THIS task's true goal for its element written last, so burner-off and light-off tasks show
-their "off" goal (the original wrote the fixed goals last and showed the "on" goal; spec bug 16).
+their "off" goal (the original wrote the fixed goals last, so those tasks showed the "on" goal
+while their reward used the "off" one).
 
 Dense reward per step: 20 * (0.4 * in_place + 0.6 * reach - 1) in [-20, 0], where in_place
 scores the element's joint distance to its goal and reach the gripper's distance to the element's

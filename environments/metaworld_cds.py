@@ -3,18 +3,18 @@
 The CDS paper's setup: every task sees the same table with a drawer and a door-lock safe
 (``environments/assets/door_drawer.xml``), so the tasks share state space and dynamics and differ
 only in reward. Each task subclasses its Meta-World v3 task class (rewards, success rules and reset
-logic stay Meta-World's) and swaps in the shared scene, the spec's object ranges and hand starts,
-and a 21-D observation holding both objects:
+logic stay Meta-World's) and swaps in the shared scene, the authors' object ranges and hand
+starts, and a 21-D observation holding both objects:
 
     hand xyz (3), gripper opening (1), drawer handle xyz (3), drawer quaternion (4),
     door handle xyz (3), door handle quaternion (4), goal xyz (3)  + task one-hot (4) = 25.
 
 Both quaternions are MuJoCo's (w, x, y, z); the original mixed scipy's (x, y, z, w) for the door
-with MuJoCo's order for the drawer (spec bug 17). Rewards are the v3 shaped rewards of each base
-class (0-10), computed with that class's own object position in the primary slot: the door handle
+with MuJoCo's order for the drawer). Rewards are the v3 shaped rewards of each base class (0-10),
+computed with that class's own object position in the primary slot: the door handle
 for the door tasks, the drawer handle for drawer-open, and the drawer handle raised 0.05 for
 drawer-close, the position Meta-World's drawer-close target and threshold are built for (the
-original used the unraised handle there, spec bug 17).
+original used the unraised handle there, adding a constant ~0.05 to the success distance).
 
 Each task has 50 object positions drawn at construction (benchmark seed ``s`` for training,
 ``s + 100`` for evaluation) and cycles through them, one per episode, in a seeded random order.

@@ -17,7 +17,7 @@ frames), foot speeds |d foot-joint angle| / dt and ctrl = -0.001 * sum(a^2):
 Episodes terminate when the torso height qpos[1] drops below 0.8 (crawl: 0.3, or on any contact
 with the ceiling). Success means surviving `HORIZON` steps: `info["success"]` turns true on the
 1000th step, which is NOT a termination (time-outs are truncations made by the sampler, so the
-last transition is bootstrapped; the original flagged it terminal, spec bug 14).
+last transition is bootstrapped; the original flagged it terminal, so it was never bootstrapped).
 
 Differences from the original walker_v1.xml / walker_v2.xml (mujoco-py, MuJoCo 2): the body,
 joints, motors, frictions, integrator and timestep match; the two decorative target boxes of v1
@@ -273,7 +273,7 @@ class WalkerTaskEnv(gym.Env):
 
 
 class Walker2dMT4Env(MultiTaskEnv):
-    """Forward, backward, balance and crawl for one planar walker (spec 4.3)."""
+    """Forward, backward, balance and crawl (task ids 0..3) for one planar walker."""
 
     task_names = tuple(t.name for t in TASKS)
     horizon = HORIZON

@@ -192,8 +192,9 @@ def test_kl_coeff_weights_the_dnc_penalty(default_qmp: Path, tmp_path: Path) -> 
 
 def test_layer_norm_puts_layer_norms_in_the_critics_only(default_qmp: Path,
                                                          tmp_path: Path) -> None:
-    """--layer_norm True adds a LayerNorm after each hidden layer of the critics (spec: critics
-    only): its parameters are in the checkpoint's critic, not in the policy or the default run."""
+    """--layer_norm True adds a LayerNorm after each hidden layer of the critics (as in the
+    authors' code: critics only): its parameters are in the checkpoint's critic, not in the
+    policy or the default run."""
     _qmp_run(tmp_path / "r", "--layer_norm", "True")
 
     def layer_norm_keys(log_dir: Path, part: str) -> list[str]:

@@ -244,7 +244,7 @@ def _member_q(critic: TwinCritic, member: int, obs: torch.Tensor, actions: torch
 
 
 def _uds_rule(own_q: np.ndarray, shared_q: np.ndarray, quantile: float) -> np.ndarray:
-    """The authors' filter (QMP_SPEC.md 1.6, item 4) written out: with q = 0 share everything,
+    """The authors' UDS sharing filter written out: with q = 0 share everything,
     else keep a shared transition when its Q beats the value at index floor(n * q) of
     [-inf] + sorted(Q on the own batch)."""
     if quantile == 0.0:

@@ -4,13 +4,13 @@ The update's two paths (hand-written gradients and autograd on `learning/algorit
 are held to each other elsewhere (tests/test_update_gradients.py); that proves the derivatives, not
 that the losses are SAC's, and every test here runs on both paths. The expected values come from
 the definitions alone (Haarnoja et al. 2018, SAC with automatic
-temperature, in garage's conventions that QMP_SPEC.md section 2 records): plain `math` on tiny
+temperature, in the garage conventions the authors' code follows): plain `math` on tiny
 linear networks whose weights are chosen numbers, a fixed noise draw, and finite differences of
 those hand-written losses for the gradients. Nothing of the product is used for the expected
 numbers; the product's objects are only built, given weights, updated once and read back
 (statistics, `.grad` of the parameters, parameters after the step).
 
-Conventions pinned (QMP_SPEC.md section 2):
+Conventions pinned (those of the authors' garage-based SAC):
 * critic target y = reward_scale * r + discount * (1 - done) * (min(Q1', Q2')(s', a') -
   alpha * log pi(a'|s')), a' ~ pi(.|s') with the current (pre-step) temperature of the task;
 * critic loss = plain MSE mean((Q - y)^2), no 1/2 (garage's F.mse_loss);

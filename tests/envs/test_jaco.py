@@ -164,7 +164,7 @@ def test_model() -> None:
     )
     np.testing.assert_allclose(model.dof_damping, 0.5)
     np.testing.assert_allclose(model.dof_armature, 0.01)
-    # qpos0: joint 5's ref -2.8 puts the reset pose outside its own range (kept, spec item 13)
+    # qpos0: joint 5's ref -2.8 puts the reset pose outside its own range (kept from the original)
     np.testing.assert_allclose(model.qpos0, QPOS0)
     assert not model.jnt_range[4, 0] <= model.qpos0[4] <= model.jnt_range[4, 1]
     # explicit inertials, not the meshes' (a few values of the model)
@@ -264,7 +264,7 @@ def test_split_observation(family: JacoReachMT5Env) -> None:
     np.testing.assert_array_equal(obs, before)  # input untouched
     assert net.shape == obs.shape
     np.testing.assert_array_equal(net[:, :15], obs[:, :15])
-    assert np.all(net[:, 15:] == 0)  # task one-hot and hand position hidden (spec bug 9 kept)
+    assert np.all(net[:, 15:] == 0)  # task one-hot and hand position hidden (as the original)
     with_id = family.split_observation(obs, include_task_id=True)
     np.testing.assert_array_equal(with_id[:, :20], obs[:, :20])
     assert np.all(with_id[:, 20:] == 0)
@@ -417,7 +417,8 @@ def test_action_clipping_in_control_term() -> None:
 
 # ----------------------------------------------------------------------------------- stay task
 def test_stay_task_same_in_train_and_eval(family: JacoReachMT5Env) -> None:
-    """Spec bug 10 fixed: both instances keep their own reset hand position as the goal."""
+    """Both instances keep their own reset hand position as the goal (the original's test env
+    shared the train env's goal list, a live view of the training arm, and was no stay task)."""
     train, test = family.get_train_envs()[4], family.get_test_envs()[4]
     for env in (train, test):
         assert env.is_stay
