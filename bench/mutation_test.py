@@ -9,6 +9,7 @@ limit (3x the unmutated run, at least 30 s) counts as killed by timeout. Survivo
 file, line and change, for a test to be written or a note of why the mutant is equivalent.
 
     python bench/mutation_test.py [--targets NAME ...] [--rev COMMIT] [--max K] [--out FILE]
+    python bench/mutation_test.py --recheck REPORT.md [--rev COMMIT]  # a report's survivors again
 
 Targets (see TARGETS) name a file, optionally some of its functions, and the tests that guard it.
 The table goes to stdout and, with every survivor, to --out (default bench/results/mutation.md).
@@ -20,6 +21,7 @@ import argparse
 import ast
 import copy
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -190,6 +192,17 @@ def copy_project(dest: str, rev: str | None) -> None:
             shutil.copy2(src, os.path.join(dest, rel))
 
 
+def survivors_of(report: str) -> dict[str, set[tuple[int, str]]]:
+    """(line, change) of every survivor a report lists, by target."""
+    found: dict[str, set[tuple[int, str]]] = {}
+    with open(report) as f:
+        for line in f:
+            match = re.match(r"- `(\w+)` line (\d+): (.+)$", line.rstrip("\n"))
+            if match:
+                found.setdefault(match[1], set()).add((int(match[2]), match[3]))
+    return found
+
+
 def run_tests(workdir: str, tests: tuple[str, ...], timeout: float
               ) -> tuple[bool, float, bool]:
     """(passed, seconds, timed out); a run past `timeout` counts as failed."""
@@ -211,7 +224,15 @@ def main() -> None:
     p.add_argument("--max", type=int, help="at most this many mutants per target (the first)")
     p.add_argument("--out", default=os.path.join(ROOT, "bench", "results", "mutation.md"))
     p.add_argument("--count", action="store_true", help="only count each target's mutants")
+    p.add_argument("--recheck", metavar="REPORT",
+                   help="run only the mutants that share a line and change with a survivor "
+                        "listed in REPORT (an earlier --out), e.g. after adding tests; use the "
+                        "--rev of the mutated files' version if their lines moved since")
     a = p.parse_args()
+    keep: dict[str, set[tuple[int, str]]] | None = None
+    if a.recheck is not None:
+        keep = survivors_of(a.recheck)
+        a.targets = [name for name in a.targets if name in keep]
     if a.count:
         for name in a.targets:
             print(f"{name:14s} {len(mutants(name, TARGETS[name])):4d}  {TARGETS[name].path}")
@@ -234,6 +255,8 @@ def main() -> None:
                 raise SystemExit(f"{name}: the tests fail without any mutation; fix them first")
             limit = max(30.0, 3 * seconds)
             made = mutants(name, target, work)[:a.max]
+            if keep is not None:
+                made = [m for m in made if (m.line, m.change) in keep[name]]
             killed = timeouts = 0
             for m in made:
                 with open(path, "w") as f:
