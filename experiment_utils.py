@@ -120,6 +120,8 @@ GLOBAL_DEFAULTS: dict[str, Any] = {
     "skip_alpha_pc_grad": True,
     "grad_clip": None,
     "regularize_representation": False,
+    "distillation_period": 0,
+    "distillation_n_epochs": 100,
     "sparse_tasks": [],
     "eval_in_background": True,
     "envs_per_task": 1,
@@ -177,6 +179,8 @@ class ExperimentConfig:
     skip_alpha_pc_grad: bool = True
     grad_clip: float | None = None
     regularize_representation: bool = False
+    distillation_period: int = 0
+    distillation_n_epochs: int = 100
     num_tasks: int = field(default=0)
 
     @property
@@ -301,6 +305,12 @@ def build_parser() -> argparse.ArgumentParser:
            "none, the default: CPU rendering is slow; the original used 10")
     a("--kl_coeff", type=float, nargs="+",
       help="DnC KL regularisation: one beta, or N*N values row-major (row i: policy i)")
+    a("--distillation_period", type=int,
+      help="DnC's distillation (dnc_sac, qmp_dnc): every this many epochs a central policy is "
+           "fitted to every task's stored actions and copied into all task policies; a multiple "
+           "of --evaluation_frequency; 0 (default) is off")
+    a("--distillation_n_epochs", type=int,
+      help="gradient steps of each distillation (default 100)")
     boolean("regularize_representation",
             "DnC's penalty on the policies' last hidden layers (mean squared difference) instead "
             "of their KL, weighted by --kl_coeff (default False)")
@@ -316,7 +326,8 @@ def build_parser() -> argparse.ArgumentParser:
            "round has --batch_size steps) or mt_local (each task whole episodes until it has "
            "--batch_size / N steps)")
     a("--torch_threads", type=int,
-      help="torch intra-op threads (default 1: fastest for these small networks)")
+      help="torch intra-op threads (default 1, safe when several runs share the machine; a "
+           "run alone on a machine is fastest with 2 or more, see docs/performance.md)")
     a("--update_path", choices=list(UPDATE_PATHS),
       help="how the SAC update computes its gradients: hand (hand-written backward passes, "
            "faster), autograd (autograd on the losses as written) or auto (default: hand "
@@ -344,7 +355,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 USAGE = ("usage: python run.py METHOD [--env=ID] [flags]   (python run.py --help: every flag)\n"
-         "       python run.py resume --snapshot_dir RUN_DIR [--n_epochs N [--shorten]]")
+         "       python run.py resume --snapshot_dir RUN_DIR [--n_epochs N [--shorten]] "
+         "[--torch_threads T]")
 
 #: the main per-env defaults listed by --help
 HELP_DEFAULT_KEYS = ("n_epochs", "batch_size", "gradient_steps_per_itr", "buffer_batch_size",
@@ -408,7 +420,8 @@ def help_epilog() -> str:
         *_methods_and_envs(),
         "",
         "continue a stopped run (its other settings cannot change):",
-        "  python run.py resume --snapshot_dir RUN_DIR [--n_epochs N [--shorten]]",
+        "  python run.py resume --snapshot_dir RUN_DIR [--n_epochs N [--shorten]] "
+        "[--torch_threads T]",
         "",
         "per-env defaults, from configs/ENV.yaml (flags and --config FILE override them;",
         "other keys: the original's defaults; indented: a method's own entry):",
@@ -468,6 +481,7 @@ _KEY_TYPES: dict[str, str] = {
     "replay_buffer_size": "int?", "sampler_type": "str", "torch_threads": "int?",
     "update_path": "str", "use_pc_grad": "bool", "skip_alpha_pc_grad": "bool",
     "grad_clip": "float?", "regularize_representation": "bool",
+    "distillation_period": "int", "distillation_n_epochs": "int",
     "sparse_tasks": "list[int]",
     "eval_in_background": "bool", "envs_per_task": "int",
     "snapshot_interval": "float", "log_dir": "str?", "snapshot_gap": "int",
@@ -588,6 +602,17 @@ def validate(c: ExperimentConfig) -> None:
         raise ExperimentError(
             f"--replay_buffer_size {c.replay_buffer_size} cannot hold --min_buffer_size"
         )
+    if c.distillation_period < 0:
+        raise ExperimentError("--distillation_period must be positive, or 0 for off")
+    if c.distillation_period > 0:
+        if c.method not in ("dnc_sac", "qmp_dnc") or c.policy_architecture != "separate":
+            raise ExperimentError("--distillation_period is DnC's: dnc_sac or qmp_dnc with "
+                                  "separate policies")
+        if c.distillation_period % c.evaluation_frequency:
+            raise ExperimentError(f"--distillation_period {c.distillation_period} must be a "
+                                  f"multiple of --evaluation_frequency {c.evaluation_frequency}")
+        if c.distillation_n_epochs < 1:
+            raise ExperimentError("--distillation_n_epochs must be positive")
     if c.regularize_representation and all(v == 0 for v in c.kl_coeff):
         raise ExperimentError("--regularize_representation replaces DnC's KL penalty: give its "
                               "weights with --kl_coeff")

@@ -34,6 +34,7 @@ from experiment_utils import (
     setup,
     size_replay_buffers,
 )
+from learning.algorithms.distillation import Distillation
 from learning.algorithms.learner import Learner
 from learning.algorithms.pcgrad import PCGrad, sac_reach
 from learning.algorithms.sac import Extensions, MultiTaskSAC, SACConfig
@@ -189,6 +190,10 @@ def build_trainer(config: ExperimentConfig, log_dir: str, *, stdout: bool = True
         min_buffer_size=config.min_buffer_size,
         min_reward=family.min_reward,
         sharing_quantile=config.sharing_quantile,
+        distillation=None if config.distillation_period == 0 else Distillation(
+            policy, config.lr, config.distillation_n_epochs,
+            max(1, config.buffer_batch_size // n)),
+        distillation_period=config.distillation_period,
     )
     collector = Collector(
         TaskVectorEnv(task_set_copies(family, config.envs_per_task, evaluation=False,

@@ -55,6 +55,11 @@ RESUME_CASES = [
     ("uds_dnc", ["--sharing_quantile", "0.5"]),
     ("qmp_uds_dnc", ["--sharing_quantile", "0.5", "--policy_sampling_freq", "7"]),
     ("dnc_sac", ["--kl_coeff", "0.1"]),
+    # the autograd path: distillation (its central policy and Adam persist), the
+    # representation penalty; PCGrad's random order and gradient clipping
+    ("qmp_dnc", ["--distillation_period", "1", "--distillation_n_epochs", "5",
+                 "--kl_coeff", "0.1", "--regularize_representation"]),
+    ("mtsac", ["--use_pc_grad", "--grad_clip", "1.0"]),
 ]
 
 #: what legitimately differs between an interrupted run's last checkpoint and the whole run's

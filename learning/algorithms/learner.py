@@ -20,6 +20,7 @@ from typing import Literal
 import numpy as np
 import torch
 
+from learning.algorithms.distillation import Distillation
 from learning.algorithms.sac import MultiTaskSAC, TaskStatistics
 from learning.buffers.replay_buffer import MultiTaskReplayBuffer, TransitionBatch
 from learning.q_functions.twin_critic import TwinCritic
@@ -71,6 +72,8 @@ class Learner:
         min_buffer_size: int,
         min_reward: float = 0.0,
         sharing_quantile: float = 0.0,
+        distillation: Distillation | None = None,
+        distillation_period: int = 0,
     ) -> None:
         self.sac = sac
         self.buffer = buffer
@@ -85,6 +88,9 @@ class Learner:
         #: batched updates so far, and gradient steps of each task since the last read-out
         self.gradient_steps = 0
         self.task_gradient_steps = np.zeros(self.num_tasks, dtype=np.int64)
+        #: DnC's distillation, run after the training of every distillation_period-th epoch
+        self.distillation = distillation
+        self.distillation_period = distillation_period
 
     # ------------------------------------------------------------------ collection schedule
     def warming_up(self) -> bool:
@@ -143,6 +149,27 @@ class Learner:
                 self.sac.soft_update_targets(left & ~ready)
             self.gradient_steps += 1
         self.task_gradient_steps += counts * ready
+
+    def after_epoch(self, epoch: int) -> float | None:
+        """End-of-epoch work: DnC's distillation on epochs P, 2P, ... (not 0); returns its mean
+        loss, NaN on the other epochs, None without distillation."""
+        if self.distillation is None:
+            return None
+        if epoch > 0 and epoch % self.distillation_period == 0:
+            return self.distillation.run(self.buffer)
+        return float("nan")
+
+    def state_dict(self) -> dict[str, object]:
+        """What the learner adds to a checkpoint (the networks are the SAC's)."""
+        state: dict[str, object] = {"gradient_steps": self.gradient_steps}
+        if self.distillation is not None:
+            state["distillation"] = self.distillation.state_dict()
+        return state
+
+    def load_state_dict(self, state: dict[str, object]) -> None:
+        self.gradient_steps = int(state["gradient_steps"])  # type: ignore[call-overload]
+        if self.distillation is not None:
+            self.distillation.load_state_dict(state["distillation"])  # type: ignore[arg-type]
 
     def pop_task_gradient_steps(self) -> np.ndarray:
         """Gradient steps each task took since the last call."""

@@ -123,7 +123,7 @@ class Trainer:
         """The state without the replay buffer, copied."""
         return copy.deepcopy({
             "sac": self.learner.sac.state_dict(),
-            "learner": {"gradient_steps": self.learner.gradient_steps},
+            "learner": self.learner.state_dict(),
             "collector": self.collector.state_dict(self.exact_env_state),
             "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state(),
                     "python": random.getstate()},
@@ -144,7 +144,7 @@ class Trainer:
         """Continue from a checkpoint taken after epoch `state["epoch"]`."""
         self.learner.sac.load_state_dict(state["sac"])
         self.learner.buffer.load_state_dict(state["buffer"])
-        self.learner.gradient_steps = int(state["learner"]["gradient_steps"])
+        self.learner.load_state_dict(state["learner"])
         self.collector.load_state_dict(state["collector"])
         torch.set_rng_state(state["rng"]["torch"])
         np.random.set_state(state["rng"]["numpy"])
@@ -209,8 +209,11 @@ class Trainer:
                     self._pace()
                 samples = self.collector.collect(steps)
                 self.learner.train_round(samples, self._between_updates)
+            distillation_loss = self.learner.after_epoch(epoch)
             self.learner.sac.check_finite(epoch)
             metrics: dict[str, float] = {"Epoch": epoch, "Itr": epoch}
+            if distillation_loss is not None:
+                metrics["Train/DistillationLoss"] = distillation_loss
             metrics["TotalEnvSteps"] = self.collector.total_env_steps
             metrics.update(self._train_metrics())
             metrics["Time"] = time.perf_counter() - start

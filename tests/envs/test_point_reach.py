@@ -54,7 +54,7 @@ def test_gymnasium_make_plays_every_task() -> None:
     assert obs[4] == 1.0
 
 
-#: README "Environments" / the module docstring: goals in task order, success radius 0.15,
+#: docs/environments.md / the module docstring: goals in task order, success radius 0.15,
 #: task 3 sparse. Written out, not read from environments.point_reach, so that a wrong constant
 #: there fails here.
 DOCUMENTED_GOALS = [(1.0, 0.25), (1.0, -0.25), (-1.0, 0.0), (1.4, 0.0)]
@@ -117,7 +117,7 @@ def test_dynamics_clip_actions_and_arena() -> None:
 
 
 def test_the_point_starts_uniformly_in_the_documented_square() -> None:
-    """Start positions: uniform in [-0.05, 0.05]^2 (README); 400 seeds fill the square."""
+    """Start positions: uniform in [-0.05, 0.05]^2 (docs/environments.md); 400 seeds fill the square."""
     env = PointReachTaskEnv(0)
     starts = np.array([env.reset(seed=s)[0][:2] for s in range(400)])
     assert np.abs(starts).max() <= 0.05 and np.abs(starts).max(0).min() > 0.048
