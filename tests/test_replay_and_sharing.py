@@ -365,7 +365,8 @@ def test_uds_run_relabels_and_filters_as_the_spec_says(tmp_path: Path) -> None:
     assert records and len(rows) == len(rounds) == 2
     for record in records:
         assert record.batch.obs.shape[:2] == (4, own + 3 * (own // 3))
-        assert (record.batch.rewards[:, own:] == -1.0).all()  # docs/environments.md: PointReach min_reward -1
+        # docs/environments.md: PointReach's min_reward is -1
+        assert (record.batch.rewards[:, own:] == -1.0).all()
         assert record.batch.weights is not None
         np.testing.assert_array_equal(record.batch.weights.numpy(), record.expected)
     kept = np.stack([r.expected[:, own:].mean(1) for r in records])  # (updates, N)

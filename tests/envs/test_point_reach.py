@@ -117,7 +117,8 @@ def test_dynamics_clip_actions_and_arena() -> None:
 
 
 def test_the_point_starts_uniformly_in_the_documented_square() -> None:
-    """Start positions: uniform in [-0.05, 0.05]^2 (docs/environments.md); 400 seeds fill the square."""
+    """Start positions: uniform in [-0.05, 0.05]^2 (docs/environments.md); 400 seeds fill the
+    square."""
     env = PointReachTaskEnv(0)
     starts = np.array([env.reset(seed=s)[0][:2] for s in range(400)])
     assert np.abs(starts).max() <= 0.05 and np.abs(starts).max(0).min() > 0.048
