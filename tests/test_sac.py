@@ -172,13 +172,15 @@ def _hand_penalty(i: int, own: list[float], n: int) -> float:
     return sum(KL_BETA[i][j] * _hand_kl(KL_PARAMS[j], own) for j in range(n) if j != i)
 
 
-def _dnc_update(kl: bool, n: int = 3) -> MultiTaskSAC:
-    """One update of n tasks (the scenario's first n) with constant policy outputs."""
+def _dnc_update(kl: bool, n: int = 3, path: str = "hand") -> MultiTaskSAC:
+    """One update of n tasks (the scenario's first n) with constant policy outputs, on the
+    update's hand-written or autograd path."""
     torch.manual_seed(0)
     policy = TaskPolicy(Architecture.SEPARATE, n, 3, 2, [4])
     critic = TwinCritic(Architecture.SEPARATE, n, 3, 2, [4])
     sac = MultiTaskSAC(policy, critic, n, 2, SACConfig(),
-                       kl_coeff=torch.tensor(KL_BETA)[:n, :n] if kl else None)
+                       kl_coeff=torch.tensor(KL_BETA)[:n, :n] if kl else None,
+                       update_path=path)  # type: ignore[arg-type]
     _constant_networks(sac, KL_PARAMS[:n], [0.0] * 2 * n, [0.0] * 2 * n)
     batch = TransitionBatch(
         obs=torch.randn(n, 4, 3), actions=torch.zeros(n, 4, 2), rewards=torch.zeros(n, 4),
@@ -189,11 +191,12 @@ def _dnc_update(kl: bool, n: int = 3) -> MultiTaskSAC:
     return sac
 
 
+@pytest.mark.parametrize("path", ["hand", "autograd"])
 @pytest.mark.parametrize("n", [2, 3])
-def test_kl_penalty_by_hand(no_noise: None, n: int) -> None:
+def test_kl_penalty_by_hand(no_noise: None, n: int, path: str) -> None:
     """Policy i's penalty: sum_j B[i][j] mean-over-dims KL(N_j || N_i); an asymmetric B shows
     which index is the trained policy, PolicyKL is the mean KL to the n - 1 others."""
-    stats = _dnc_update(kl=True, n=n).stats.means()
+    stats = _dnc_update(kl=True, n=n, path=path).stats.means()
     for i in range(n):
         assert stats["PolicyKLPenalty"][i] == pytest.approx(_hand_penalty(i, KL_PARAMS[i], n),
                                                             rel=1e-5)
@@ -202,10 +205,11 @@ def test_kl_penalty_by_hand(no_noise: None, n: int) -> None:
             rel=1e-5)
 
 
-def test_kl_penalty_gradient_by_finite_differences(no_noise: None) -> None:
+@pytest.mark.parametrize("path", ["hand", "autograd"])
+def test_kl_penalty_gradient_by_finite_differences(no_noise: None, path: str) -> None:
     """The KL term's share of policy i's gradient (the update with it minus the one without) is
     the derivative of the hand-written penalty in pi_i's own outputs; pi_j is held fixed."""
-    with_kl, without = _dnc_update(kl=True), _dnc_update(kl=False)
+    with_kl, without = _dnc_update(kl=True, path=path), _dnc_update(kl=False, path=path)
     layer_kl, layer = with_kl.policy.net.body[-1], without.policy.net.body[-1]
     assert layer_kl.bias.grad is not None and layer.bias.grad is not None
     got = (layer_kl.bias.grad - layer.bias.grad)[:, 0].double()  # (N, 2A): d/d(mean, log_std)

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from learning.algorithms import sac_losses
-from learning.algorithms.sac import Extensions, LossTerm, MultiTaskSAC, SACConfig
+from learning.algorithms.sac import Extensions, LossContext, LossTerm, MultiTaskSAC, SACConfig
 from learning.buffers.replay_buffer import TransitionBatch
 from learning.nn.distributions import tanh_gaussian_log_prob
 from learning.nn.heads import Architecture
@@ -224,3 +224,69 @@ def test_another_activation_is_honoured_and_trains_with_autograd() -> None:
     sac.update(batch(groups=N))
     assert all(torch.isfinite(p.grad).all() for p in policy.parameters())
     assert np.isfinite(sac.stats.means()["PolicyLoss"]).all()
+
+
+def _per_task_penalty(ctx: LossContext) -> torch.Tensor:
+    """(N,) terms: task i's term is (i + 1) times the mean square of its samples' means."""
+    mean, ids = ctx.mean, ctx.batch.task_ids
+    per_sample = mean.square().mean(-1)  # (G, B)
+    weights = torch.arange(1, N + 1, dtype=per_sample.dtype)
+    return weights * torch.zeros(N).index_add(0, ids.reshape(-1), per_sample.reshape(-1))
+
+
+@pytest.mark.parametrize("with_transform", [False, True])
+def test_a_per_task_loss_term_is_each_tasks_own(with_transform: bool) -> None:
+    """A term returning (N,) per-task values: without a transform their sum is added to the
+    loss; with one, task i's gradient holds its own value's gradient."""
+    data = batch()
+    recorder = Recorder()
+    term = LossTerm("actor", _per_task_penalty, "per_task")
+    extended = build(extensions=Extensions(
+        loss_terms=[term], gradient_transform=recorder if with_transform else None,
+        transform_stages=("actor",)))
+    plain = build(update_path="autograd")
+    reference = copy.deepcopy(plain)
+    for sac in (plain, extended):
+        torch.manual_seed(5)
+        sac.update(data)
+    # the critics step alike in both, so the actor gradients differ by the term's alone
+    params = list(reference.policy.parameters())
+    mean, _ = reference.policy(data.obs, data.task_ids)
+    per_sample = mean.square().mean(-1)
+    for task in range(N):
+        mine = (data.task_ids == task).to(per_sample.dtype)
+        own = (task + 1) * (per_sample * mine).sum()
+        expected = torch.autograd.grad(own, params, retain_graph=True)
+        if with_transform:  # the recorder's task gradient = its SAC share + its own term
+            check = copy.deepcopy(reference)
+            check.critic.load_state_dict(extended.critic.state_dict())
+            torch.manual_seed(5)
+            _actor_only(check, data)
+            for got, sac_share, want in zip(recorder.seen["actor"][task], _actor_share(
+                    check, data, task), expected, strict=True):
+                torch.testing.assert_close(got, sac_share + want, rtol=1e-5, atol=1e-6)
+    total = torch.autograd.grad(
+        sum((t + 1) * (per_sample * (data.task_ids == t)).sum() for t in range(N)), params)
+    check = copy.deepcopy(reference)
+    check.critic.load_state_dict(extended.critic.state_dict())
+    torch.manual_seed(5)
+    _actor_only(check, data)
+    for got, want, extra in zip([p.grad for p in extended.policy.parameters()],
+                                [p.grad for p in check.policy.parameters()], total, strict=True):
+        torch.testing.assert_close(got, want + extra, rtol=1e-5, atol=1e-6)
+
+
+def _actor_share(sac: MultiTaskSAC, data: TransitionBatch, task: int) -> list[torch.Tensor]:
+    """Task `task`'s share of the actor loss's gradient (its samples' terms over B), with the
+    update's noise (the target draw first)."""
+    torch.manual_seed(5)
+    with torch.no_grad():
+        next_mean, _ = sac.policy(data.next_obs, data.task_ids)
+        torch.randn_like(next_mean)
+    mean, log_std = sac.policy(data.obs, data.task_ids)
+    pre = mean + log_std.exp() * torch.randn_like(mean)
+    log_pi = tanh_gaussian_log_prob(mean, log_std, pre)
+    alpha = sac.log_alpha.detach().exp()[data.task_ids]
+    q_min = sac.critic(data.obs, torch.tanh(pre), data.task_ids).min(0).values
+    terms = sac_losses.actor_terms(log_pi, q_min, alpha) * (data.task_ids == task)
+    return list(torch.autograd.grad(terms.sum() / B, list(sac.policy.parameters())))
