@@ -14,9 +14,10 @@ import difflib
 import importlib.util
 import os
 import random
+import sys
 import tempfile
 import textwrap
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal
 
@@ -25,7 +26,7 @@ import torch
 import yaml
 
 import environments
-from learning.algorithms.sac import UPDATE_PATHS
+from learning.algorithms.sac import UPDATE_PATHS, Extensions
 from learning.nn.heads import Architecture
 from learning.policies.behaviour import Behaviour, OwnPolicy
 from learning.policies.qswitch_mixture_policies_wrapper import QSwitch
@@ -43,13 +44,17 @@ CONFIG_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs")
 
 @dataclass(frozen=True)
 class MethodSpec:
-    """What distinguishes the paper's methods: how data trains the networks, whether the
-    Q-switch collects the data, and how temperatures are kept."""
+    """A method is one combination of parts: how data trains the networks (batch sampling),
+    whether the Q-switch collects the data, how temperatures are kept, and what it adds to the
+    SAC update (extra loss terms, a gradient transform: `learning.algorithms.sac.Extensions`,
+    built from the run's config and networks)."""
 
     sampling: Literal["per_task", "mixed", "sharing"]
     qmp: bool
     per_task_temperature: bool
     temperature_loss: Literal["log_alpha", "alpha"]
+    extensions: Callable[[ExperimentConfig, TaskPolicy, TwinCritic], Extensions | None] | None = (
+        None)
 
     @property
     def family(self) -> str:
@@ -80,6 +85,35 @@ METHOD_SUMMARIES: dict[str, str] = {
     "qmp_uds_dnc": "Data + QMP: the same, data collected with the Q-switch",
     "sac": "single-network SAC on all tasks, one temperature",
 }
+
+def register_method(name: str, spec: MethodSpec, summary: str) -> None:
+    """Add a method under `name` (a user's own, from their module: `run.py MODULE:NAME` imports
+    MODULE, whose import calls this)."""
+    if name in METHODS:
+        raise ValueError(f"a method named {name!r} exists already")
+    METHODS[name] = spec
+    METHOD_SUMMARIES[name] = summary
+
+
+def method_spec(method: str) -> MethodSpec:
+    """The parts of `method`: a built-in name, or MODULE:NAME for a method MODULE registers on
+    import (imported here if needed, e.g. in a resumed run or the evaluation worker)."""
+    if method not in METHODS and ":" in method:
+        module, _, name = method.partition(":")
+        try:
+            importlib.import_module(module)
+        except ImportError as error:
+            raise ExperimentError(f"cannot import {module!r} for method {name!r}: {error}"
+                                  ) from None
+        if name not in METHODS:
+            raise ExperimentError(f"{module} registers no method {name!r} "
+                                  "(experiment_utils.register_method)")
+        METHODS[method] = METHODS[name]
+        METHOD_SUMMARIES[method] = METHOD_SUMMARIES[name]
+    if method not in METHODS:
+        raise ExperimentError(f"unknown method {method!r}")
+    return METHODS[method]
+
 
 #: the env trained when --env is not given (a line says so)
 DEFAULT_ENV = "PointReachMT4-v0"
@@ -185,7 +219,7 @@ class ExperimentConfig:
 
     @property
     def spec(self) -> MethodSpec:
-        return METHODS[self.method]
+        return method_spec(self.method)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -246,6 +280,13 @@ def _bare_booleans(argv: Sequence[str]) -> list[str]:
         if token in flags and out[i + 1] in METHODS:
             out[i] = f"{token}=True"
     return out
+
+
+def _user_method(argv: Sequence[str]) -> None:
+    """Make a MODULE:NAME method given as the first argument known (importing MODULE), so the
+    parser accepts it."""
+    if argv and ":" in argv[0] and not argv[0].startswith("-"):
+        method_spec(argv[0])
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -436,6 +477,7 @@ def resolve_config(argv: Sequence[str] | None = None,
                    notes: list[str] | None = None) -> ExperimentConfig:
     """Parse flags and apply the defaults; raises ExperimentError on bad input. Lines to print
     before training (the default env taken) are appended to `notes` when given."""
+    _user_method(sys.argv[1:] if argv is None else argv)
     args = vars(build_parser().parse_args(None if argv is None else _bare_booleans(argv)))
     if args["env"] is None:
         args["env"] = DEFAULT_ENV
@@ -458,7 +500,7 @@ def resolve_config(argv: Sequence[str] | None = None,
     if values["target_entropy"] == 0:
         values["target_entropy"] = None
     num_tasks = len(family.task_names)
-    spec = METHODS[values["method"]]
+    spec = method_spec(values["method"])
     default_arch = "separate" if spec.sampling != "mixed" else "multihead"
     values["policy_architecture"] = values["policy_architecture"] or default_arch
     values["Q_architecture"] = values["Q_architecture"] or default_arch

@@ -79,7 +79,13 @@ def kl_matrix(config: ExperimentConfig) -> torch.Tensor | None:
 
 def update_extensions(config: ExperimentConfig, policy: TaskPolicy, critic: TwinCritic
                       ) -> Extensions | None:
-    """What the method's flags add to the SAC update (PCGrad), or None."""
+    """What the method adds to the SAC update (its own parts, or PCGrad from the flags)."""
+    own = config.spec.extensions
+    if own is not None:
+        if config.use_pc_grad:
+            raise ExperimentError(f"{config.method} sets its own update extensions; "
+                                  "--use_pc_grad cannot be added to them")
+        return own(config, policy, critic)
     if not config.use_pc_grad:
         return None
     reach = sac_reach(policy, critic, config.num_tasks, config.spec.per_task_temperature)

@@ -111,8 +111,17 @@ RESULT_KEYS = (
     "target_update_tau", "reward_scale", "target_entropy", "num_evaluation_episodes",
     "evaluation_frequency", "policy_architecture", "Q_architecture", "include_task_id",
     "policy_sampling_freq", "sharing_quantile", "layer_norm", "kl_coeff", "qswitch_critic",
-    "replay_buffer_size", "sampler_type", "sparse_tasks", "envs_per_task",
+    "replay_buffer_size", "sampler_type", "sparse_tasks", "envs_per_task", "use_pc_grad",
+    "skip_alpha_pc_grad", "grad_clip", "regularize_representation", "distillation_period",
+    "distillation_n_epochs",
 )
+#: RESULT_KEYS added after runs were first written, with the value runs without them used (the
+#: flag's default): an older run groups with a newer one at that default
+LATER_KEYS: dict[str, object] = {
+    "envs_per_task": 1, "sampler_type": "local", "use_pc_grad": False,
+    "skip_alpha_pc_grad": True, "grad_clip": None, "regularize_representation": False,
+    "distillation_period": 0, "distillation_n_epochs": 100,
+}
 #: config.yaml keys that do not change results, so runs differing in them are still seeds of one
 #: group. Any key in neither list is ignored as well (e.g. the `provenance` mapping or git
 #: commit, host and package versions: where and from what a run came, not what it computed).
@@ -292,10 +301,12 @@ def setting_text(value: object) -> str:
 
 
 def result_settings(config: dict[str, object], steps: np.ndarray) -> dict[str, str]:
-    """The RESULT_KEYS of a run's config (but method and env) as text; "unset" when missing. A
+    """The RESULT_KEYS of a run's config (but method and env) as text; a missing one is its
+    LATER_KEYS default, or "unset". A
     replay capacity at least the run's total env steps is NEVER_FULL: no transition was evicted,
     so it behaved as any larger capacity."""
-    settings = {key: setting_text(config[key]) if key in config else "unset"
+    settings = {key: setting_text(config[key]) if key in config
+                else setting_text(LATER_KEYS[key]) if key in LATER_KEYS else "unset"
                 for key in RESULT_KEYS if key not in ("method", "env")}
     capacity = config.get("replay_buffer_size")
     finite = steps[np.isfinite(steps)]

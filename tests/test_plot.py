@@ -304,6 +304,21 @@ def test_config_keys_are_all_classified() -> None:
         plot.NOT_RESULT_KEYS)
 
 
+def test_later_keys_take_the_configs_defaults() -> None:
+    """A run written before a result key existed groups with runs at that key's default: the
+    defaults plot.py assumes are the config's own, and every defaulted result key has one."""
+    defaulted = {f.name: f.default for f in dataclasses.fields(experiment_utils.ExperimentConfig)
+                 if f.default is not dataclasses.MISSING and f.name in plot.RESULT_KEYS
+                 and f.name != "num_tasks"}  # num_tasks: always written, from the env
+    assert defaulted == plot.LATER_KEYS
+    old = {"method": "qmp_dnc", "env": ENV, "kl_coeff": [0.0]}
+    new = {**old, "use_pc_grad": False, "distillation_period": 0, "grad_clip": None}
+    steps = np.array([1000.0])
+    assert plot.result_settings(old, steps) == plot.result_settings(new, steps)
+    assert plot.result_settings(old, steps) != plot.result_settings(
+        {**new, "use_pc_grad": True}, steps)
+
+
 def test_user_case_groups_by_layer_norm_and_keeps_the_longest_run(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     data = _user_case(tmp_path / "data")
