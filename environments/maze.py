@@ -4,12 +4,12 @@ The physics is gymnasium-robotics' point mass (`PointEnv` and its `point.xml`: s
 damping 1, zero gravity, timestep 0.01, gear-100 motors, velocity clipped to [-5, 5] before every
 step) inside the `LARGE_MAZE` layout of gymnasium-robotics, which is D4RL's large maze.
 
-Coordinates follow D4RL (and the spec): the observation holds the joint positions qpos = (x, y),
-where x grows with the layout's row index and y with its column index, and qpos (r, c) lies 0.2 past
-the centre of cell (r, c) on both axes (D4RL places walls at world (r + 1, c + 1) and the particle
-body at world (1.2, 1.2)). The model built here reproduces exactly that geometry, so the spec's
-qpos start and goal coordinates are used as given. For gymnasium-robotics' centred world frame of
-the same layout, `d4rl_to_robotics_xy` gives the (rotation + shift) mapping.
+Coordinates follow D4RL (as the authors' code): the observation holds the joint positions qpos = (x,
+y), where x grows with the layout's row index and y with its column index, and qpos (r, c) lies 0.2
+past the centre of cell (r, c) on both axes (D4RL places walls at world (r + 1, c + 1) and the
+particle body at world (1.2, 1.2)). The model built here reproduces exactly that geometry, so the
+authors' qpos start and goal coordinates are used as given. For gymnasium-robotics' centred world
+frame of the same layout, `d4rl_to_robotics_xy` gives the (rotation + shift) mapping.
 
 Each task env is a `PointEnv` subclass; its MJCF is generated in memory from the installed
 `point.xml` plus the wall blocks and compiled from the string, once per task and process (each env
@@ -43,7 +43,8 @@ from environments.multitask import MultiTaskEnv  # noqa: E402
 #: the large maze layout (1 wall, 0 free), row 0 at the top; identical to D4RL's LARGE_MAZE
 MAZE_MAP: tuple[tuple[int, ...], ...] = tuple(tuple(int(v) for v in row) for row in maps.LARGE_MAZE)
 
-#: (start, goal) of each task in D4RL qpos coordinates (row, col), from the spec (section 4.2)
+#: (start, goal) of each task in D4RL qpos coordinates (row, col), from the authors' task file
+#: large_10t_train_goals.csv
 TASKS: tuple[tuple[tuple[int, int], tuple[int, int]], ...] = (
     ((1, 3), (5, 8)),
     ((1, 10), (2, 4)),

@@ -1,5 +1,5 @@
 """Replay buffers and unsupervised data sharing: batch layouts, min_reward relabelling, the
-Q-quantile filter (on real twin critics whose twins and tasks differ, against the spec's rule
+Q-quantile filter (on real twin critics whose twins and tasks differ, against the authors' rule
 written out here, and wired through a real uds_dnc run), and the mixture-matrix normalisation."""
 
 from __future__ import annotations
@@ -267,7 +267,7 @@ def _expected_weights(critic: TwinCritic, obs: torch.Tensor, actions: torch.Tens
 
 @pytest.mark.parametrize("quantile", [0.0, 0.25, 0.5, 0.9])
 def test_quantile_filter_scores_with_the_tasks_own_q1(quantile: float) -> None:
-    """sharing_weights keeps exactly the shared transitions the spec's rule keeps when row i
+    """sharing_weights keeps exactly the shared transitions the authors' rule keeps when row i
     is scored by task i's Q1; scoring with Q2, min(Q1, Q2) or task i+1's Q1 would keep others
     (checked, so a wrong twin or a wrong task's critic cannot pass)."""
     buffer, critic = _varied_buffer(), _distinct_critic()
@@ -296,7 +296,7 @@ def test_quantile_filter_scores_with_the_tasks_own_q1(quantile: float) -> None:
 
 @pytest.mark.parametrize("quantile", [0.25, 0.5, 0.9])
 def test_a_shared_transition_tied_with_the_threshold_is_not_kept(quantile: float) -> None:
-    """The spec keeps Q > threshold, strictly. Offered copies of the own batch tie with it
+    """The authors' rule keeps Q > threshold, strictly. Offered copies of the own batch tie with it
     exactly: of B copies, those above the floor(B q)-th smallest pass, B - floor(B q) of them
     (a >= filter would keep one more)."""
     critic = _distinct_critic()
@@ -315,14 +315,14 @@ def test_a_shared_transition_tied_with_the_threshold_is_not_kept(quantile: float
 
 class _RecordedUpdate(NamedTuple):
     batch: TransitionBatch
-    expected: np.ndarray  # weights by the spec's rule with the critic of that moment
+    expected: np.ndarray  # weights by the authors' rule with the critic of that moment
     tasks: np.ndarray | None
 
 
 def _uds_run(quantile: float, tmp_path: Path) -> tuple[list[_RecordedUpdate], list[int],
                                                       list[dict[str, str]]]:
     """A tiny real uds_dnc run on PointReachMT4-v0 built from the command line's flags. Every
-    update's batch is recorded together with the weights the spec's rule gives it with the
+    update's batch is recorded together with the weights the authors' rule gives it with the
     critic as it is then; returns the records, the record count at the end of each epoch's
     round, and progress.csv."""
     log_dir = tmp_path / f"uds_q{quantile}"
@@ -358,7 +358,7 @@ def _uds_run(quantile: float, tmp_path: Path) -> tuple[list[_RecordedUpdate], li
 
 def test_uds_run_relabels_and_filters_as_the_spec_says(tmp_path: Path) -> None:
     """Through the real builder: shared rewards carry PointReach's documented min_reward (-1),
-    every update's weights are the spec's rule on task i's Q1, some but not all shared
+    every update's weights are the authors' rule on task i's Q1, some but not all shared
     transitions pass at quantile 0.5, and the logged SharedData is the epoch's kept share."""
     records, rounds, rows = _uds_run(0.5, tmp_path)
     own = 8  # TINY_FLAGS' --buffer_batch_size

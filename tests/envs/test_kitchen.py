@@ -25,7 +25,7 @@ N = 10
 # switch = 14 x light), so a physically consistent "element at its goal" uses these ratios
 COUPLING = {"bottom burner": 174.0, "top burner": 174.0, "light switch": 14.0}
 
-# the spec's initial -> goal values (section 4.6), rounded as the spec writes them
+# the original's initial -> goal values of each element, rounded as its task list writes them
 CLOSED = {
     "slide cabinet": [-4.7e-4],
     "hinge cabinet": [-6.4e-3, -1.8e-3],
@@ -101,7 +101,7 @@ def test_family_attributes(family: KitchenMTEasyEnv) -> None:
 
 
 def test_qpos_layout_matches_spec_indices() -> None:
-    """The spec's 30-D joint-vector indices are the kitchen model's qpos addresses."""
+    """The original's 30-D joint-vector indices are the kitchen model's qpos addresses."""
     env = KitchenTaskEnv(0)
     model = env.model
     names = {int(model.jnt_qposadr[j]): model.joint(j).name for j in range(model.njnt)}

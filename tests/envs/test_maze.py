@@ -24,7 +24,7 @@ from environments.maze import (
 )
 from experiment_utils import env_config
 
-# The spec's (D4RL's) LARGE_MAZE layout, row 0 at the top.
+# D4RL's LARGE_MAZE layout, row 0 at the top.
 SPEC_LAYOUT = """
 ############
 #OOOO#OOOOO#
@@ -76,7 +76,8 @@ def test_layout_and_tasks_match_spec() -> None:
 
 @pytest.mark.parametrize("task", range(NUM_TASKS))
 def test_start_and_goal_are_free_cells(task: int) -> None:
-    """qpos (r, c) of the spec lies in layout cell (r, c), which is free, in both frames."""
+    """qpos (r, c) of a task's start or goal lies in layout cell (r, c), which is free, in both
+    frames."""
     from gymnasium_robotics.envs.maze.maps import LARGE_MAZE
     from gymnasium_robotics.envs.maze.maze_v4 import Maze
 

@@ -48,7 +48,7 @@ def independent_delta_h(model: mujoco.MjModel, qpos: np.ndarray) -> float:
 
 
 def spec_reward(task: int, v: float, angle: float, dh: float, foot: float, a, hit: bool) -> float:
-    """The spec's formulas (section 4.3), written out task by task."""
+    """The original's reward formulas, written out task by task."""
     ctrl = -0.001 * float(np.sum(np.square(a)))
     if task == FORWARD:
         return (3 - abs(v - 3)) + 0.1 * np.cos(angle) - abs(1.1 - dh) + ctrl + 1 - 0.01 * foot
