@@ -86,6 +86,10 @@ METHOD_SUMMARIES: dict[str, str] = {
     "sac": "single-network SAC on all tasks, one temperature",
 }
 
+#: MODULE:NAME methods imported so far -> NAME
+MODULE_METHODS: dict[str, str] = {}
+
+
 def register_method(name: str, spec: MethodSpec, summary: str) -> None:
     """Add a method under `name` (a user's own, from their module: `run.py MODULE:NAME` imports
     MODULE, whose import calls this)."""
@@ -98,7 +102,7 @@ def register_method(name: str, spec: MethodSpec, summary: str) -> None:
 def method_spec(method: str) -> MethodSpec:
     """The parts of `method`: a built-in name, or MODULE:NAME for a method MODULE registers on
     import (imported here if needed, e.g. in a resumed run or the evaluation worker)."""
-    if method not in METHODS and ":" in method:
+    if method not in METHODS and method not in MODULE_METHODS and ":" in method:
         module, _, name = method.partition(":")
         try:
             importlib.import_module(module)
@@ -108,11 +112,12 @@ def method_spec(method: str) -> MethodSpec:
         if name not in METHODS:
             raise ExperimentError(f"{module} registers no method {name!r} "
                                   "(experiment_utils.register_method)")
-        METHODS[method] = METHODS[name]
-        METHOD_SUMMARIES[method] = METHOD_SUMMARIES[name]
-    if method not in METHODS:
+        MODULE_METHODS[method] = name
+    name = MODULE_METHODS.get(method, method)
+    if name not in METHODS:
         raise ExperimentError(f"unknown method {method!r}")
-    return METHODS[method]
+    return METHODS[name]
+
 
 
 #: the env trained when --env is not given (a line says so)
@@ -277,7 +282,7 @@ def _bare_booleans(argv: Sequence[str]) -> list[str]:
     for i, token in enumerate(out[:-1]):
         if token == "--":
             break
-        if token in flags and out[i + 1] in METHODS:
+        if token in flags and (out[i + 1] in METHODS or out[i + 1] in MODULE_METHODS):
             out[i] = f"{token}=True"
     return out
 
@@ -295,7 +300,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train a multi-task RL method (QMP and its baselines) on a multi-task env.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("method", choices=list(METHODS), metavar="METHOD",
+    p.add_argument("method", choices=[*METHODS, *MODULE_METHODS], metavar="METHOD",
                    help=f"one of: {', '.join(METHODS)}")
     p.add_argument("--env",
                    help=f"environment id (default {DEFAULT_ENV}, with a line saying so), one of: "

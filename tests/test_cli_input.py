@@ -230,7 +230,7 @@ def _check_overview(err: str) -> None:
     lines = err.splitlines()
     assert lines[0].startswith("usage: python run.py METHOD [--env=ID] [flags]")
     assert lines[1].strip() == ("python run.py resume --snapshot_dir RUN_DIR "
-                                "[--n_epochs N [--shorten]]")
+                                "[--n_epochs N [--shorten]] [--torch_threads T]")
     assert lines[2] == "run.py: error: no METHOD given"
     for method in METHODS:
         assert any(line.split()[:1] == [method] and line.endswith(METHOD_SUMMARIES[method])
