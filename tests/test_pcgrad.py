@@ -96,11 +96,21 @@ def masks_of(reach: dict[str, list[torch.Tensor]], task: int) -> list[torch.Tens
 
 
 def test_per_task_mean_losses() -> None:
-    per_sample = torch.tensor([[1.0, 2.0, 3.0, 5.0]])
-    ids = torch.tensor([[0, 1, 0, 1]])
+    """Each task's mean over its own samples; a task with one sample keeps it, a task with
+    none gets 0; with weights, the weighted mean over the kept ones."""
+    per_sample = torch.tensor([[1.0, 2.0, 3.0, 5.0, 7.0]])
+    ids = torch.tensor([[0, 1, 0, 1, 3]])
     torch.testing.assert_close(
-        sac_losses.per_task_losses(per_sample, None, ids, 3, "mean"),
-        torch.tensor([2.0, 3.5, 0.0]))
+        sac_losses.per_task_losses(per_sample, None, ids, 4, "mean"),
+        torch.tensor([2.0, 3.5, 0.0, 7.0]))
+    weights = torch.tensor([[1.0, 0.0, 1.0, 1.0, 1.0]])
+    torch.testing.assert_close(
+        sac_losses.per_task_losses(per_sample, weights, ids, 4, "mean"),
+        torch.tensor([2.0, 5.0, 0.0, 7.0]))
+    groups = torch.tensor([[1.0, 2.0], [4.0, 8.0]])  # two groups of two
+    torch.testing.assert_close(
+        sac_losses.per_task_losses(groups, None, torch.tensor([[0, 0], [1, 2]]), 3, "mean"),
+        torch.tensor([1.5, 4.0, 8.0]))
 
 
 def test_the_update_with_pcgrad_steps_the_surgery_of_each_tasks_mean_loss() -> None:
