@@ -216,16 +216,18 @@ def test_get_action_is_the_rule_for_one_observation_of_one_task(arch: Architectu
         mixture.get_action(obs[0], N)
 
 
-def test_get_action_reselects_every_sampling_freq_steps_of_an_episode() -> None:
+@pytest.mark.parametrize("freq", [2, 3])
+def test_get_action_reselects_every_sampling_freq_steps_of_an_episode(freq: int) -> None:
     policy, critic = _nets(Architecture.SEPARATE, seed=3)
     torch.manual_seed(5)
     observations = torch.randn(40, OBS)
     own = [_reference_choice(policy, critic, o.expand(N, OBS), use_min=False)[0][0]
            for o in observations]
     assert len(set(own)) > 1  # task 0's best proposal changes along the sequence
-    mixture = QSwitch(policy, critic, sampling_freq=3)
+    mixture = QSwitch(policy, critic, sampling_freq=freq)
     for episode in range(2):
         mixture.reset()
         got = [mixture.get_action(o, 0)[1]["real_policy_id"] for o in observations]
-        expected = [own[3 * (t // 3)] for t in range(len(observations))]
+        expected = [own[freq * (t // freq)] for t in range(len(observations))]
+        assert got != own  # holding the choice changes something
         assert got == expected, episode
