@@ -103,14 +103,12 @@ def method_spec(method: str) -> MethodSpec:
     """The parts of `method`: a built-in name, or MODULE:NAME for a method MODULE registers on
     import (imported here if needed, e.g. in a resumed run or the evaluation worker)."""
     if method not in METHODS and method not in MODULE_METHODS and ":" in method:
-        module, _, name = method.partition(":")
         try:
-            importlib.import_module(module)
-        except ImportError as error:
-            raise ExperimentError(f"cannot import {module!r} for method {name!r}: {error}"
-                                  ) from None
+            name = environments.import_prefix(method, "method")
+        except ValueError as error:
+            raise ExperimentError(str(error)) from None
         if name not in METHODS:
-            raise ExperimentError(f"{module} registers no method {name!r} "
+            raise ExperimentError(f"{method.partition(':')[0]} registers no method {name!r} "
                                   "(experiment_utils.register_method)")
         MODULE_METHODS[method] = name
     name = MODULE_METHODS.get(method, method)

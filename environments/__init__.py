@@ -45,16 +45,26 @@ class UnknownEnvError(KeyError):
         return str(self.args[0])
 
 
+def import_prefix(text: str, what: str) -> str:
+    """NAME of a "MODULE:NAME" text, once MODULE is imported (its import registers NAME, as
+    gymnasium.make does for env ids); a text without a module prefix is returned as it is.
+    Raises ValueError, naming `what`, when MODULE cannot be imported."""
+    if ":" not in text:
+        return text
+    module, _, name = text.partition(":")
+    try:
+        importlib.import_module(module)
+    except ImportError as error:
+        raise ValueError(f"cannot import {module!r} for {what} {name!r}: {error}") from None
+    return name
+
+
 def _registered_id(env_id: str) -> str:
-    """The gymnasium id behind `env_id`, importing the module of a "module:ID" id first (the
-    module registers its families on import, as gymnasium.make does)."""
-    if ":" in env_id:
-        module, _, env_id = env_id.partition(":")
-        try:
-            importlib.import_module(module)
-        except ImportError as error:
-            raise UnknownEnvError(f"cannot import {module!r} for env {env_id!r}: {error}"
-                                  ) from None
+    """The gymnasium id behind `env_id` (MODULE:ID imports MODULE first)."""
+    try:
+        env_id = import_prefix(env_id, "env")
+    except ValueError as error:
+        raise UnknownEnvError(str(error)) from None
     if env_id not in gym.registry:
         raise UnknownEnvError(f"unknown env {env_id!r}; choose one of: "
                               f"{', '.join(known_env_ids())}, or a multi-task family you "
@@ -87,5 +97,5 @@ def make_multitask_env(env_id: str, seed: int | None = None, **kwargs: Any) -> M
 
 _register_all()
 
-__all__ = ["ENV_ENTRY_POINTS", "MultiTaskEnv", "UnknownEnvError", "env_class", "known_env_ids",
-           "make_multitask_env"]
+__all__ = ["ENV_ENTRY_POINTS", "MultiTaskEnv", "UnknownEnvError", "env_class", "import_prefix",
+           "known_env_ids", "make_multitask_env"]
