@@ -162,14 +162,7 @@ class EnsembleMLP(nn.Module):
     def hidden(self, x: torch.Tensor) -> torch.Tensor:
         """The last hidden layer's activations (M, B, width): the representation the head reads
         (DnC's representation penalty compares them)."""
-        if x.shape[0] != self.members:
-            x = x.expand(self.members, *x.shape[1:])
-        for k, (linear, norm) in enumerate(self.layers[:-1]):
-            x = linear(x)
-            if norm is not None:
-                x = norm(x)
-            x = self.activations[k](x)
-        return x
+        return self._run(x, ALL_MEMBERS, None, head=False)
 
     def forward_taped(self, x: torch.Tensor) -> tuple[torch.Tensor, MLPTape]:
         """All members' output and the tape `backward` differentiates it with."""
@@ -178,7 +171,8 @@ class EnsembleMLP(nn.Module):
         tape = MLPTape()
         return self._run(x, ALL_MEMBERS, tape), tape
 
-    def _run(self, x: torch.Tensor, members: slice, tape: MLPTape | None) -> torch.Tensor:
+    def _run(self, x: torch.Tensor, members: slice, tape: MLPTape | None, head: bool = True
+             ) -> torch.Tensor:
         count = len(range(*members.indices(self.members)))
         if x.shape[0] != count:
             x = x.expand(count, *x.shape[1:])
@@ -195,6 +189,8 @@ class EnsembleMLP(nn.Module):
                 x = x.relu_()  # in place: saves one activation buffer per layer
             else:
                 x = self.activations[k](x)
+        if not head:
+            return x
         if tape is not None:
             tape.inputs.append(x)
         return self.layers[-1][0].forward(x, members)
