@@ -31,6 +31,7 @@ from learning.nn.heads import Architecture
 from learning.policies.behaviour import Behaviour, OwnPolicy
 from learning.policies.qswitch_mixture_policies_wrapper import QSwitch
 from learning.policies.task_policy import TaskPolicy
+from learning.q_functions.decaf_critic import DecafCritic
 from learning.q_functions.twin_critic import TwinCritic
 from learning.samplers.sampler import SAMPLER_TYPES
 
@@ -55,6 +56,8 @@ class MethodSpec:
     temperature_loss: Literal["log_alpha", "alpha"]
     extensions: Callable[[ExperimentConfig, TaskPolicy, TwinCritic], Extensions | None] | None = (
         None)
+    #: the Q-functions: twin critics of the chosen architecture, or DECAF's mixtures of them
+    critic: Literal["twin", "decaf"] = "twin"
 
     @property
     def family(self) -> str:
@@ -73,6 +76,8 @@ METHODS: dict[str, MethodSpec] = {
                           temperature_loss="log_alpha"),
     "qmp_uds_dnc": MethodSpec("sharing", qmp=True, per_task_temperature=True,
                               temperature_loss="log_alpha"),
+    "decaf": MethodSpec("per_task", qmp=False, per_task_temperature=True,
+                        temperature_loss="log_alpha", critic="decaf"),
 }
 
 #: the paper's name of each method and what it is (shown by `python run.py` alone and --help)
@@ -84,6 +89,7 @@ METHOD_SUMMARIES: dict[str, str] = {
     "uds_dnc": "Data (UDS): per-task networks, other tasks' data shared where Q is high",
     "qmp_uds_dnc": "Data + QMP: the same, data collected with the Q-switch",
     "sac": "single-network SAC on all tasks, one temperature",
+    "decaf": "DECAF: Separated, each task's critic a learned mixture of every task's critic",
 }
 
 #: MODULE:NAME methods imported so far -> NAME
@@ -671,6 +677,8 @@ def validate(c: ExperimentConfig) -> None:
                               f"qmp_sac), whose tasks share networks, not to {c.method}")
     if c.use_pc_grad and c.update_path == "hand":
         raise ExperimentError("--use_pc_grad needs the autograd update: drop --update_path hand")
+    if spec.critic == "decaf" and c.update_path == "hand":
+        raise ExperimentError(f"{c.method}'s critics train with autograd: drop --update_path hand")
     if c.update_path not in UPDATE_PATHS:
         raise ExperimentError(f"--update_path must be one of {', '.join(UPDATE_PATHS)}, "
                               f"got {c.update_path!r}")
@@ -986,8 +994,13 @@ def setup(config: ExperimentConfig, family: environments.MultiTaskEnv) -> Setup:
     obs_dim = family.network_obs_dim(config.include_task_id)
     policy = TaskPolicy(Architecture(config.policy_architecture), n, obs_dim, action_dim,
                         config.hidden_sizes)
-    qf = TwinCritic(Architecture(config.Q_architecture), n, obs_dim, action_dim,
-                    config.hidden_sizes, layer_norm=config.layer_norm)
+    qf: TwinCritic
+    if config.spec.critic == "decaf":
+        qf = DecafCritic(n, obs_dim, action_dim, config.hidden_sizes,
+                         layer_norm=config.layer_norm)
+    else:
+        qf = TwinCritic(Architecture(config.Q_architecture), n, obs_dim, action_dim,
+                        config.hidden_sizes, layer_norm=config.layer_norm)
     return Setup(policy, qf, make_behaviour(config, policy, qf))
 
 

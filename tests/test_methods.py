@@ -13,16 +13,19 @@ from experiment_utils import resolve_config
 from garage_experiments import build_trainer
 
 N = 4  # PointReachMT4-v0
+TWIN, DECAF = "TwinCritic", "DecafCritic"
 
-#: method -> (temperatures, temperature loss, batches, shared buffer, collector, policy, critic)
+#: method -> (temperatures, temperature loss, batches, shared buffer, collector, policy, critic,
+#: critic class)
 EXPECTED = {
-    "sac": (1, "alpha", "mixed", True, "OwnPolicy", "multihead", "multihead"),
-    "mtsac": (N, "alpha", "mixed", True, "OwnPolicy", "multihead", "multihead"),
-    "qmp_sac": (N, "alpha", "mixed", True, "QSwitch", "multihead", "multihead"),
-    "dnc_sac": (N, "log_alpha", "per_task", False, "OwnPolicy", "separate", "separate"),
-    "qmp_dnc": (N, "log_alpha", "per_task", False, "QSwitch", "separate", "separate"),
-    "uds_dnc": (N, "log_alpha", "sharing", False, "OwnPolicy", "separate", "separate"),
-    "qmp_uds_dnc": (N, "log_alpha", "sharing", False, "QSwitch", "separate", "separate"),
+    "sac": (1, "alpha", "mixed", True, "OwnPolicy", "multihead", "multihead", TWIN),
+    "mtsac": (N, "alpha", "mixed", True, "OwnPolicy", "multihead", "multihead", TWIN),
+    "qmp_sac": (N, "alpha", "mixed", True, "QSwitch", "multihead", "multihead", TWIN),
+    "dnc_sac": (N, "log_alpha", "per_task", False, "OwnPolicy", "separate", "separate", TWIN),
+    "qmp_dnc": (N, "log_alpha", "per_task", False, "QSwitch", "separate", "separate", TWIN),
+    "uds_dnc": (N, "log_alpha", "sharing", False, "OwnPolicy", "separate", "separate", TWIN),
+    "qmp_uds_dnc": (N, "log_alpha", "sharing", False, "QSwitch", "separate", "separate", TWIN),
+    "decaf": (N, "log_alpha", "per_task", False, "OwnPolicy", "separate", "separate", DECAF),
 }
 
 
@@ -35,7 +38,8 @@ def test_each_method_is_built_from_the_originals_parts(method: str, tmp_path: Pa
         learner, sac = trainer.learner, trainer.learner.sac
         built = (sac.log_alpha.numel(), sac.config.temperature_loss, learner.sampling,
                  learner.buffer.shared, type(trainer.collector.behaviour).__name__,
-                 sac.policy.architecture.value, sac.critic.architecture.value)
+                 sac.policy.architecture.value, sac.critic.architecture.value,
+                 type(sac.critic).__name__)
     finally:
         trainer.close()
     assert built == EXPECTED[method]

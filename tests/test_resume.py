@@ -60,6 +60,7 @@ RESUME_CASES = [
     ("qmp_dnc", ["--distillation_period", "1", "--distillation_n_epochs", "5",
                  "--kl_coeff", "0.1", "--regularize_representation"]),
     ("mtsac", ["--use_pc_grad", "--grad_clip", "1.0"]),
+    ("decaf", []),  # the mixture weights and the whole target module persist
 ]
 
 #: what legitimately differs between an interrupted run's last checkpoint and the whole run's

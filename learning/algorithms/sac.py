@@ -237,6 +237,8 @@ class MultiTaskSAC:
             return "a gradient transform"
         if self.kl_coeff is not None and self.config.dnc_penalty != "kl":
             return "the representation penalty"
+        if not self.critic.hand_written_backward:
+            return f"the critic {type(self.critic).__name__}"
         for name, net in (("policy", self.policy.net), ("critic", self.critic.net)):
             if not net.relu:
                 return f"the {name}'s activation {type(net.activations[0]).__name__}"

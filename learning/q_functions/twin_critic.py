@@ -23,6 +23,9 @@ class CriticTape:
 class TwinCritic(nn.Module):
     """Twin Q-functions Q^1, Q^2 of N tasks evaluated together: (G, B) pairs -> (2, G, B)."""
 
+    #: `forward_taped` and `backward` give the hand-written update its gradients
+    hand_written_backward = True
+
     def __init__(
         self,
         architecture: Architecture,
