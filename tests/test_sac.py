@@ -147,7 +147,7 @@ def test_batched_update_equals_independent_single_task_updates(no_noise: None, m
                 torch.testing.assert_close(pw[rows], ps, atol=1e-5, rtol=1e-4)
         torch.testing.assert_close(batched.log_alpha[k:k + 1], single.log_alpha,
                                    atol=1e-6, rtol=1e-5)
-        torch.testing.assert_close(batched.stats.counts[k], single.stats.counts[0])
+        torch.testing.assert_close(batched.stats.counts[:, k], single.stats.counts[:, 0])
         for name, value in single.stats.means().items():
             assert batched.stats.means()[name][k] == pytest.approx(value[0], rel=1e-4, abs=1e-5)
 

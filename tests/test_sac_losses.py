@@ -504,13 +504,13 @@ def test_a_task_left_out_of_a_weighted_update_has_no_statistics(
     """With UDS weights and a task that does not step (its buffer still warming up), that
     task's statistics get no samples at all; its next update counts normally."""
     sac = updated_sac(monkeypatch, kept=KEPT, tasks=np.array([True, False]))
-    assert sac.stats.counts.tolist() == [2.0, 0.0]
+    assert sac.stats.counts[0].tolist() == [2.0, 0.0]
     assert math.isnan(sac.stats.means()["Qf1Loss"][1])
     sac.update(TransitionBatch(
         obs=col(OBS), actions=col(ACTIONS), rewards=torch.tensor(REWARDS),
         next_obs=col(NEXT_OBS), terminals=torch.tensor(TERMINALS),
         task_ids=torch.arange(N).unsqueeze(1).expand(N, B)))
-    assert sac.stats.counts.tolist() == [2.0 + B, B]
+    assert sac.stats.counts[0].tolist() == [2.0 + B, B]
     assert all(math.isfinite(v) for v in sac.stats.means()["Qf1Loss"])
 
 

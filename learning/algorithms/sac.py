@@ -141,22 +141,25 @@ class TaskStatistics:
 
     def reset(self) -> None:
         self.sums = torch.zeros(len(self.names), self.num_tasks, dtype=torch.float64)
-        self.counts = torch.zeros(self.num_tasks, dtype=torch.float64)
+        self.counts = torch.zeros(len(self.names), self.num_tasks, dtype=torch.float64)
 
     @torch.no_grad()
     def add(
-        self, values: torch.Tensor, task_ids: torch.Tensor, weights: torch.Tensor | None
+        self, values: torch.Tensor, task_ids: torch.Tensor, weights: torch.Tensor | None,
+        first: int = 0,
     ) -> None:
-        """values (K, G, B) for samples with task_ids (G, B) and optional weights (G, B)."""
+        """values (K, G, B) of the K names from `first` on, for samples with task_ids (G, B)
+        and optional weights (G, B)."""
+        rows = slice(first, first + values.shape[0])
         flat_ids = task_ids.reshape(-1)
-        flat = values.reshape(len(self.names), -1).double()
+        flat = values.reshape(values.shape[0], -1).double()
         w = torch.ones_like(flat[0]) if weights is None else weights.reshape(-1).double()
-        self.sums.index_add_(1, flat_ids, flat * w)
-        self.counts.index_add_(0, flat_ids, w)
+        self.sums[rows].index_add_(1, flat_ids, flat * w)
+        self.counts[rows].index_add_(1, flat_ids, w.expand_as(flat))
 
     def means(self) -> dict[str, list[float]]:
         avg = self.sums / self.counts.clamp_min(1e-12)
-        avg[:, self.counts == 0] = float("nan")
+        avg[self.counts == 0] = float("nan")
         return {name: avg[k].tolist() for k, name in enumerate(self.names)}
 
 
@@ -254,11 +257,9 @@ class MultiTaskSAC:
     def check_finite(self, epoch: int) -> None:
         """Stop a diverged run with a message that names what broke (a loss first, then a
         parameter), before the epoch's checkpoint is written."""
-        seen = self.stats.counts > 0
-        bad = ~torch.isfinite(self.stats.sums[:, seen])
+        bad = ~torch.isfinite(self.stats.sums) & (self.stats.counts > 0)
         if bad.any():
-            k, j = (int(x) for x in bad.nonzero()[0])
-            task = int(seen.nonzero()[j])
+            k, task = (int(x) for x in bad.nonzero()[0])
             raise FloatingPointError(
                 f"{self.stats.names[k]} of task {task} is not finite in epoch {epoch}"
             )
@@ -306,24 +307,29 @@ class MultiTaskSAC:
                                  [self._critic_members[i] for i in chosen], tau)
 
     def update(self, batch: TransitionBatch, kl_obs: torch.Tensor | None = None,
-               tasks: np.ndarray | None = None) -> None:
+               tasks: np.ndarray | None = None,
+               actor_batches: Sequence[TransitionBatch] = ()) -> None:
         """One gradient step of critics, actor and temperature on `batch` for the tasks in
         `tasks` (bool (N,); None: every task). A task left out gets no Adam step, no Polyak
         update and no statistics, exactly as if it had not been in the batch (its samples still
         go through the batched passes: members never interact). `kl_obs` (B', d): observations
-        for the DnC penalty (used when `kl_coeff` is set)."""
-        if self.hand_path:
+        for the DnC penalty (used when `kl_coeff` is set).
+
+        `actor_batches` (MCAL, autograd): the actor and the temperature step once on each of
+        these instead of on `batch`, their loss the mean over the whole batch (every task's
+        slice scored by its own task's critics)."""
+        if self.hand_path and not actor_batches:
             self._hand_update(batch, kl_obs, tasks)
         else:
-            self._autograd_update(batch, kl_obs, tasks)
+            self._autograd_update(batch, kl_obs, tasks, actor_batches)
 
     def _autograd_update(self, batch: TransitionBatch, kl_obs: torch.Tensor | None,
-                         tasks: np.ndarray | None) -> None:
+                         tasks: np.ndarray | None,
+                         actor_batches: Sequence[TransitionBatch] = ()) -> None:
         """`update` with autograd on the losses of `sac_losses` (and any extensions)."""
         cfg = self.config
         ids, weights = batch.task_ids, batch.weights
-        alpha_ids = self.temperature_index(ids)
-        alpha = self.log_alpha.detach().exp()[alpha_ids]
+        alpha = self.log_alpha.detach().exp()[self.temperature_index(ids)]
         with torch.no_grad():
             next_mean, next_log_std = self.policy(batch.next_obs, ids)
             next_action, next_log_pi = tanh_gaussian_sample(next_mean, next_log_std)
@@ -336,7 +342,33 @@ class MultiTaskSAC:
         ctx.q = q = self.critic(batch.obs, batch.actions, ids)
         self._step("critic", sac_losses.critic_terms(q, q_target), weights, ids, ctx,
                    self._critic_params, self.critic_optimizer, tasks)
+        with torch.no_grad():
+            q_diff = q.detach() - q_target
+            critic_values = [q_diff[0].square(), q_diff[1].square(), q[0].detach(),
+                             q[1].detach(), q_target]
+        if actor_batches:
+            self._record(critic_values, ids, weights, tasks)
+            for actor_batch in actor_batches:
+                actor_ctx = LossContext(self, actor_batch, q_target)
+                values = self._actor_and_temperature(actor_batch, None, None, actor_ctx,
+                                                     1.0 / actor_batch.task_ids.shape[0])
+                self._record(values, actor_batch.task_ids, actor_batch.weights, None,
+                             first=len(critic_values))
+            self.soft_update_targets(tasks)
+            return
+        values = self._actor_and_temperature(batch, kl_obs, tasks, ctx)
+        self.soft_update_targets(tasks)
+        self._record(critic_values + values, ids, weights, tasks)
 
+    def _actor_and_temperature(self, batch: TransitionBatch, kl_obs: torch.Tensor | None,
+                               tasks: np.ndarray | None, ctx: LossContext, scale: float = 1.0
+                               ) -> list[torch.Tensor]:
+        """The actor's and the temperature's steps on `batch` (with the fresh critics); their
+        per-sample statistics. `scale` multiplies both losses."""
+        cfg = self.config
+        ids, weights = batch.task_ids, batch.weights
+        alpha_ids = self.temperature_index(ids)
+        alpha = self.log_alpha.detach().exp()[alpha_ids]
         ctx.mean, ctx.log_std = mean, log_std = self.policy(batch.obs, ids)
         ctx.action, ctx.log_pi = action, log_pi = tanh_gaussian_sample(mean, log_std)
         ctx.q_new = q_new = self.critic(batch.obs, action, ids)
@@ -355,28 +387,24 @@ class MultiTaskSAC:
             shared.append(sac_losses.dnc_kl_loss(kl, self.kl_coeff))
             kl_stats = [kl.detach().sum(1) / max(n - 1, 1), (self.kl_coeff * kl.detach()).sum(1)]
         self._step("actor", policy_per_sample, weights, ids, ctx, self.policy_params,
-                   self.policy_optimizer, tasks, shared)
+                   self.policy_optimizer, tasks, shared, scale)
 
         log_alpha = self.log_alpha[alpha_ids]
         coef = log_alpha if cfg.temperature_loss == "log_alpha" else log_alpha.exp()
         alpha_per_sample = sac_losses.temperature_terms(coef, log_pi, self.target_entropy)
         self._step("temperature", alpha_per_sample, weights, ids, ctx, [self.log_alpha],
-                   self.alpha_optimizer, tasks)
-        self.soft_update_targets(tasks)
-        with torch.no_grad():
-            q_diff = q.detach() - q_target
-            values = [q_diff[0].square(), q_diff[1].square(), q[0].detach(), q[1].detach(),
-                      q_target, policy_per_sample.detach(), log_pi.detach(),
-                      gaussian_entropy(log_std.detach()), alpha_per_sample.detach(), alpha]
-            values += [per_task[ids] for per_task in kl_stats]
-            self._record(values, ids, weights, tasks)
+                   self.alpha_optimizer, tasks, scale=scale)
+        values = [policy_per_sample.detach(), log_pi.detach(), gaussian_entropy(log_std.detach()),
+                  alpha_per_sample.detach(), alpha]
+        return values + [per_task[ids] for per_task in kl_stats]
 
     def _step(self, stage: str, per_sample: torch.Tensor, weights: torch.Tensor | None,
               ids: torch.Tensor, ctx: LossContext, params: list[torch.Tensor],
               optimizer: EnsembleAdam, tasks: np.ndarray | None,
-              shared: Sequence[torch.Tensor] = ()) -> None:
-        """Differentiate one stage's loss (its per-sample terms reduced as `reduce_loss`, the
-        stage's extra terms, `shared` scalars) with respect to `params` and step `optimizer`."""
+              shared: Sequence[torch.Tensor] = (), scale: float = 1.0) -> None:
+        """Differentiate one stage's loss (its per-sample terms reduced as `reduce_loss` and
+        multiplied by `scale`, the stage's extra terms, `shared` scalars) with respect to
+        `params` and step `optimizer`."""
         ext = self.extensions
         per_task_terms, scalars = [], list(shared)
         for term in ext.loss_terms:
@@ -385,12 +413,12 @@ class MultiTaskSAC:
                 (scalars if value.dim() == 0 else per_task_terms).append(value)
         transform = ext.gradient_transform if stage in ext.transform_stages else None
         if transform is None:
-            loss = sac_losses.reduce_loss(per_sample, weights)
+            loss = scale * sac_losses.reduce_loss(per_sample, weights)
             loss = loss + sum(scalars) + sum(t.sum() for t in per_task_terms)
             grads = torch.autograd.grad(loss, params, allow_unused=True)
         else:
-            losses = sac_losses.per_task_losses(per_sample, weights, ids, self.num_tasks,
-                                                ext.per_task_reduction)
+            losses = scale * sac_losses.per_task_losses(per_sample, weights, ids,
+                                                        self.num_tasks, ext.per_task_reduction)
             losses = losses + sum(per_task_terms)
             per_task = _per_task_grads(losses, params, ext.per_task_grads)
             grads = transform(stage, per_task, params)
@@ -402,12 +430,14 @@ class MultiTaskSAC:
         optimizer.step(tasks)
 
     def _record(self, values: list[torch.Tensor], ids: torch.Tensor,
-                weights: torch.Tensor | None, tasks: np.ndarray | None) -> None:
-        """Add one update's per-sample statistics (tasks left out of the step excluded)."""
+                weights: torch.Tensor | None, tasks: np.ndarray | None, first: int = 0) -> None:
+        """Add one update's per-sample statistics of the names from `first` on (tasks left out
+        of the step excluded)."""
         if tasks is not None and not tasks.all():
             stepped = torch.from_numpy(tasks)[ids].float()
             weights = stepped if weights is None else weights * stepped
-        self.stats.add(torch.stack(values), ids, weights)
+        with torch.no_grad():
+            self.stats.add(torch.stack(values), ids, weights, first)
 
     def _hand_update(self, batch: TransitionBatch, kl_obs: torch.Tensor | None,
                      tasks: np.ndarray | None) -> None:

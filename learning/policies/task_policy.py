@@ -58,7 +58,12 @@ class TaskPolicy(nn.Module):
     def forward(
         self, obs: torch.Tensor, task_ids: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """obs (G, B, d), task_ids (G, B) -> mean, log_std (G, B, A)."""
+        """obs (G, B, d), task_ids (G, B) -> mean, log_std (G, B, A). One shared network
+        evaluates any grouping (e.g. MCAL's per-task slices) as one batch."""
+        g, b = task_ids.shape
+        if not self.per_task_groups and g > 1:
+            mean, log_std = self(obs.reshape(1, g * b, -1), task_ids.reshape(1, g * b))
+            return mean.view(g, b, -1), log_std.view(g, b, -1)
         return split_mean_log_std(select_head(self.net(obs), task_ids, self.heads))
 
     def forward_taped(
