@@ -58,6 +58,10 @@ class MethodSpec:
         None)
     #: the Q-functions: twin critics of the chosen architecture, or DECAF's mixtures of them
     critic: Literal["twin", "decaf"] = "twin"
+    #: the architectures (policy, Q) the method is defined with; None: the family's
+    architectures: tuple[str, str] | None = None
+    #: what the actor trains on: the critics' batch ("own"), or MCAL's batches from all tasks
+    actor_batches: Literal["own", "all_tasks"] = "own"
 
     @property
     def family(self) -> str:
@@ -78,6 +82,12 @@ METHODS: dict[str, MethodSpec] = {
                               temperature_loss="log_alpha"),
     "decaf": MethodSpec("per_task", qmp=False, per_task_temperature=True,
                         temperature_loss="log_alpha", critic="decaf"),
+    "mcal": MethodSpec("per_task", qmp=False, per_task_temperature=False,
+                       temperature_loss="log_alpha", architectures=("multihead", "separate"),
+                       actor_batches="all_tasks"),
+    "qmp_mcal": MethodSpec("per_task", qmp=True, per_task_temperature=False,
+                           temperature_loss="log_alpha", architectures=("multihead", "separate"),
+                           actor_batches="all_tasks"),
 }
 
 #: the paper's name of each method and what it is (shown by `python run.py` alone and --help)
@@ -90,6 +100,8 @@ METHOD_SUMMARIES: dict[str, str] = {
     "qmp_uds_dnc": "Data + QMP: the same, data collected with the Q-switch",
     "sac": "single-network SAC on all tasks, one temperature",
     "decaf": "DECAF: Separated, each task's critic a learned mixture of every task's critic",
+    "mcal": "MCAL: one multi-head policy trained on all tasks, each scored by its own critics",
+    "qmp_mcal": "MCAL + QMP: the same, the policy heads are the Q-switch candidates",
 }
 
 #: MODULE:NAME methods imported so far -> NAME
@@ -165,6 +177,7 @@ GLOBAL_DEFAULTS: dict[str, Any] = {
     "regularize_representation": False,
     "distillation_period": 0,
     "distillation_n_epochs": 100,
+    "unsupervised": True,
     "sparse_tasks": [],
     "eval_in_background": True,
     "envs_per_task": 1,
@@ -224,6 +237,8 @@ class ExperimentConfig:
     regularize_representation: bool = False
     distillation_period: int = 0
     distillation_n_epochs: int = 100
+    #: False: CDS, uds_dnc's shared data relabelled with the learner task's own reward
+    unsupervised: bool = True
     num_tasks: int = field(default=0)
 
     @property
@@ -275,7 +290,7 @@ def _bool(text: str) -> bool:
 
 #: the boolean flags: `--flag` alone means True, `--flag True` / `--flag False` as the original
 BOOL_FLAGS = ("include_task_id", "layer_norm", "eval_in_background", "wandb", "use_pc_grad",
-              "skip_alpha_pc_grad", "regularize_representation")
+              "skip_alpha_pc_grad", "regularize_representation", "unsupervised")
 
 
 def _bare_booleans(argv: Sequence[str]) -> list[str]:
@@ -341,6 +356,9 @@ def build_parser() -> argparse.ArgumentParser:
     a("--policy_sampling_freq", type=int, help="Q-switch re-selects every this many steps")
     a("--sharing_quantile", type=float,
       help="UDS: share other tasks' data only where Q exceeds this quantile (0 = share all)")
+    boolean("unsupervised", "uds_dnc relabels shared data with the env's min_reward (default "
+            "True, UDS); False (CDS) with the learning task's own reward of each transition, for "
+            "envs that can compute it (PointReachMT4-v0, MazeLarge-10-v0)")
     boolean("layer_norm", "LayerNorm in the critics (default False)")
     boolean("use_pc_grad", "PCGrad gradient surgery between the tasks' gradients of the shared "
             "networks (Parameters methods: sac, mtsac, qmp_sac; default False)")
@@ -511,8 +529,9 @@ def resolve_config(argv: Sequence[str] | None = None,
     num_tasks = len(family.task_names)
     spec = method_spec(values["method"])
     default_arch = "separate" if spec.sampling != "mixed" else "multihead"
-    values["policy_architecture"] = values["policy_architecture"] or default_arch
-    values["Q_architecture"] = values["Q_architecture"] or default_arch
+    policy_arch, q_arch = spec.architectures or (default_arch, default_arch)
+    values["policy_architecture"] = values["policy_architecture"] or policy_arch
+    values["Q_architecture"] = values["Q_architecture"] or q_arch
     values["num_tasks"] = num_tasks
     config = ExperimentConfig(**values)
     validate(config)
@@ -532,7 +551,7 @@ _KEY_TYPES: dict[str, str] = {
     "replay_buffer_size": "int?", "sampler_type": "str", "torch_threads": "int?",
     "update_path": "str", "use_pc_grad": "bool", "skip_alpha_pc_grad": "bool",
     "grad_clip": "float?", "regularize_representation": "bool",
-    "distillation_period": "int", "distillation_n_epochs": "int",
+    "distillation_period": "int", "distillation_n_epochs": "int", "unsupervised": "bool",
     "sparse_tasks": "list[int]",
     "eval_in_background": "bool", "envs_per_task": "int",
     "snapshot_interval": "float", "log_dir": "str?", "snapshot_gap": "int",
@@ -677,7 +696,7 @@ def validate(c: ExperimentConfig) -> None:
                               f"qmp_sac), whose tasks share networks, not to {c.method}")
     if c.use_pc_grad and c.update_path == "hand":
         raise ExperimentError("--use_pc_grad needs the autograd update: drop --update_path hand")
-    if spec.critic == "decaf" and c.update_path == "hand":
+    if (spec.critic == "decaf" or spec.actor_batches != "own") and c.update_path == "hand":
         raise ExperimentError(f"{c.method}'s critics train with autograd: drop --update_path hand")
     if c.update_path not in UPDATE_PATHS:
         raise ExperimentError(f"--update_path must be one of {', '.join(UPDATE_PATHS)}, "
@@ -692,6 +711,8 @@ def validate(c: ExperimentConfig) -> None:
         raise ExperimentError("--kl_coeff is only supported by dnc_sac and qmp_dnc")
     if spec.sampling == "sharing" and n < 2:
         raise ExperimentError(f"{c.method} shares data between tasks and needs >= 2 tasks")
+    if not c.unsupervised:
+        _validate_cds(c)
     if c.torch_threads is not None and c.torch_threads < 1:
         raise ExperimentError("--torch_threads must be positive")
     if c.wandb and importlib.util.find_spec("wandb") is None:
@@ -704,9 +725,28 @@ def validate(c: ExperimentConfig) -> None:
             raise ExperimentError(f"--sparse_tasks {bad}: task ids are 0..{n - 1}")
 
 
+def _validate_cds(c: ExperimentConfig) -> None:
+    """`--unsupervised False` (CDS) is uds_dnc's, as in the original (QMPUDS asserted
+    unsupervised), on an env whose reward of a stored transition can be computed exactly."""
+    if c.spec.sampling == "sharing" and c.spec.qmp:
+        raise ExperimentError(f"{c.method} is unsupervised only (as the original's QMPUDS): "
+                              "drop --unsupervised False, or use uds_dnc for CDS")
+    if c.spec.sampling != "sharing":
+        raise ExperimentError(f"--unsupervised False (CDS) relabels uds_dnc's shared data; "
+                              f"{c.method} shares no relabelled data")
+    problem = environments.env_class(c.env).reward_fn_problem
+    if problem is not None:
+        raise ExperimentError(f"--unsupervised False (CDS) needs {c.env}'s reward of stored "
+                              f"transitions, but {problem}")
+
+
 def _validate_architectures(c: ExperimentConfig) -> None:
     spec, archs = c.spec, (c.policy_architecture, c.Q_architecture)
-    if spec.sampling != "mixed":
+    if spec.architectures is not None:
+        if archs != spec.architectures:
+            raise ExperimentError(f"{c.method} needs --policy_architecture {spec.architectures[0]} "
+                                  f"--Q_architecture {spec.architectures[1]}")
+    elif spec.sampling != "mixed":
         if archs != ("separate", "separate"):
             raise ExperimentError(f"{c.method} uses separate per-task networks; "
                                   "--policy_architecture and --Q_architecture must be separate")

@@ -200,6 +200,8 @@ def build_trainer(config: ExperimentConfig, log_dir: str, *, stdout: bool = True
             policy, config.lr, config.distillation_n_epochs,
             max(1, config.buffer_batch_size // n)),
         distillation_period=config.distillation_period,
+        actor_batches=spec.actor_batches,
+        reward_fn=None if config.unsupervised else family.reward_fn,
     )
     collector = Collector(
         TaskVectorEnv(task_set_copies(family, config.envs_per_task, evaluation=False,

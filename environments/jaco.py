@@ -552,6 +552,10 @@ class JacoReachMT5Env(MultiTaskEnv):
     horizon = HORIZON
     min_reward = -5.0
     onehot_mode = "zero"
+    reward_fn_problem = (
+        "its step reward needs what no stored transition holds: the joint accelerations (control "
+        "term), the stay task's goal (the hand's reset position) and the hand position (zeroed "
+        "in the stored network input)")
     episode_info_metrics: ClassVar[dict[str, tuple[str, str]]] = {
         "stages_completed": ("StagesCompleted", "last"),
         "full_success": ("FullSuccessRate", "max"),

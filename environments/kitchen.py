@@ -310,6 +310,9 @@ class KitchenMTEasyEnv(MultiTaskEnv):
     horizon = HORIZON
     min_reward = -DENSE_SCALE
     onehot_mode = "slice"
+    reward_fn_problem = (
+        "its reward reads the true simulator state (the stored observation carries noise) with "
+        "margins set from each episode's start")
     episode_info_metrics: ClassVar[dict[str, tuple[str, str]]] = {}
     task_options: ClassVar[tuple[str, ...]] = ("sparse_tasks",)
     metadata: ClassVar[dict[str, Any]] = {"render_modes": ["rgb_array"]}

@@ -269,15 +269,31 @@ class MazeLarge10Env(MultiTaskEnv):
     episode_info_metrics: ClassVar[dict[str, tuple[str, str]]] = {}
     task_options: ClassVar[tuple[str, ...]] = ("sparse_tasks",)
     metadata: ClassVar[dict[str, Any]] = {"render_modes": ["rgb_array"]}
+    reward_fn_problem = None
 
     def __init__(
         self, seed: int | None = None, render_mode: str | None = None, sparse_tasks: Any = ()
     ) -> None:
         sparse = _parse_sparse_tasks(sparse_tasks)
         super().__init__(seed=seed, render_mode=render_mode, sparse_tasks=sparse)
+        self._sparse = frozenset(sparse)
         # UDS relabels other tasks' data with min_reward; with every task sparse that is 0.
         if len(sparse) == NUM_TASKS:
             self.min_reward = 0.0  # type: ignore[misc]
+
+    def reward_fn(
+        self, task: int, obs: np.ndarray, actions: np.ndarray, next_obs: np.ndarray
+    ) -> np.ndarray:
+        """Task `task`'s reward at the qpos each transition reached (next_obs[..., :2], in both
+        stored layouts). Every task runs the same maze physics (the goal marker is a massless
+        mocap body) and only the goal differs, so this is the step reward `task` pays for that
+        (obs, action), up to the float32 storage."""
+        pos = np.asarray(next_obs, dtype=np.float64)[..., :2]
+        goal = TASKS[task][1]
+        dist = np.hypot(pos[..., 0] - goal[0], pos[..., 1] - goal[1])
+        if task in self._sparse:
+            return (dist <= GOAL_RADIUS).astype(np.float64)
+        return np.exp(-dist) - 1.0
 
     def make_task_env(
         self,

@@ -43,6 +43,7 @@ from metaworld.envs.sawyer_drawer_open_v3 import SawyerDrawerOpenEnvV3  # noqa: 
 
 from environments.metaworld_mt import (  # noqa: E402
     HORIZON,
+    METAWORLD_REWARD_PROBLEM,
     NUM_CONFIGS,
     RENDER_SIZE,
     CyclingSawyerTaskEnv,
@@ -277,6 +278,7 @@ class MetaWorldCDSEnv(MultiTaskEnv):
     horizon = HORIZON
     min_reward = 0.0
     onehot_mode = "zero"
+    reward_fn_problem = METAWORLD_REWARD_PROBLEM
     episode_info_metrics: ClassVar[dict[str, tuple[str, str]]] = {}
 
     def make_task_env(

@@ -52,6 +52,11 @@ _FAMILY_EVAL_OFFSET = 1000
 #: default rendering: Meta-World's "corner2" camera (the whole table), small frames
 RENDER_CAMERA = "corner2"
 RENDER_SIZE = 240
+#: why Meta-World families refuse CDS (`--unsupervised False`)
+METAWORLD_REWARD_PROBLEM = (
+    "Meta-World's shaped rewards read per-episode start positions (hand_init_pos, init_tcp, "
+    "obj_init_pos) and simulator state (the tool centre, the door joint) that no observation "
+    "holds")
 #: a large step budget for the wrapped Meta-World env: it raises after `max_path_length` steps and
 #: flags truncation at it; episode length is the sampler's business here, not the inner env's
 _NO_INNER_LIMIT = 2**62
@@ -319,6 +324,7 @@ class _MetaWorldMTEnv(MultiTaskEnv):
     horizon = HORIZON
     min_reward = 0.0
     onehot_mode = "zero"
+    reward_fn_problem = METAWORLD_REWARD_PROBLEM
     episode_info_metrics: ClassVar[dict[str, tuple[str, str]]] = {}
 
     def make_task_env(

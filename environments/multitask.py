@@ -45,6 +45,10 @@ class MultiTaskEnv(gym.Env):
     exact_resume: ClassVar[bool] = True
     #: family options the command line may pass (e.g. "sparse_tasks"), as keyword arguments
     task_options: ClassVar[tuple[str, ...]] = ()
+    #: why `reward_fn` cannot give another task's reward of a stored transition (CDS,
+    #: `--unsupervised False`, is refused with this reason); None where it can
+    reward_fn_problem: ClassVar[str | None] = (
+        "it offers no reward function of stored transitions (MultiTaskEnv.reward_fn)")
 
     metadata: ClassVar[dict[str, Any]] = {"render_modes": ["rgb_array"]}
 
@@ -79,6 +83,19 @@ class MultiTaskEnv(gym.Env):
         `render_mode="rgb_array"` must give upright frames rendered headless.
         """
         raise NotImplementedError
+
+    def reward_fn(
+        self, task: int, obs: np.ndarray, actions: np.ndarray, next_obs: np.ndarray
+    ) -> np.ndarray:
+        """Task `task`'s step reward of stored transitions (obs, action -> next_obs), for CDS.
+
+        Arrays are laid out (..., dim) as the replay buffers hold them: `split_observation`'s
+        output, with or without the one-hot. It must equal what `task`'s env returns for that
+        step, whichever task collected it (so the family's tasks must share their dynamics and
+        the reward must depend on nothing outside the stored transition); returns (...).
+        Families that can set `reward_fn_problem = None`.
+        """
+        raise NotImplementedError(f"{type(self).__name__}: {self.reward_fn_problem}")
 
     # ----------------------------------------------------------------------------- family API
     @property

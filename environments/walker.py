@@ -279,6 +279,9 @@ class Walker2dMT4Env(MultiTaskEnv):
     horizon = HORIZON
     min_reward = 0.0
     onehot_mode = "zero"
+    reward_fn_problem = (
+        "its reward needs the root's x displacement over the step (velocity term; crawl: the "
+        "ceiling contact depends on x), and the observation starts at qpos[1]")
     episode_info_metrics: ClassVar[dict[str, tuple[str, str]]] = {
         "x_velocity": ("Velocity", "mean")
     }

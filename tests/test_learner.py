@@ -30,9 +30,11 @@ class _RecordingSAC:
         self.targets: list[list[bool]] = []
         self.kl_shapes: list[tuple[int, ...] | None] = []
         self.batches: list[TransitionBatch] = []
+        self.actor_batches: list[list[TransitionBatch]] = []
 
     def update(self, batch: TransitionBatch, kl_obs: torch.Tensor | None = None,
-               tasks: np.ndarray | None = None) -> None:
+               tasks: np.ndarray | None = None, actor_batches: list | tuple = ()) -> None:
+        self.actor_batches.append(list(actor_batches))
         self.updates.append([True] * self.n if tasks is None else tasks.tolist())
         self.kl_shapes.append(None if kl_obs is None else tuple(kl_obs.shape))
         self.batches.append(batch)

@@ -26,6 +26,8 @@ EXPECTED = {
     "uds_dnc": (N, "log_alpha", "sharing", False, "OwnPolicy", "separate", "separate", TWIN),
     "qmp_uds_dnc": (N, "log_alpha", "sharing", False, "QSwitch", "separate", "separate", TWIN),
     "decaf": (N, "log_alpha", "per_task", False, "OwnPolicy", "separate", "separate", DECAF),
+    "mcal": (1, "log_alpha", "per_task", False, "OwnPolicy", "multihead", "separate", TWIN),
+    "qmp_mcal": (1, "log_alpha", "per_task", False, "QSwitch", "multihead", "separate", TWIN),
 }
 
 

@@ -336,11 +336,11 @@ def _uds_run(quantile: float, tmp_path: Path) -> tuple[list[_RecordedUpdate], li
     update, train_round = sac.update, learner.train_round
 
     def recording_update(batch: TransitionBatch, kl_obs: torch.Tensor | None = None,
-                         tasks: np.ndarray | None = None) -> None:
+                         tasks: np.ndarray | None = None, actor_batches: tuple = ()) -> None:
         expected = _expected_weights(sac.critic, batch.obs, batch.actions,
                                      learner.buffer_batch_size, quantile)
         records.append(_RecordedUpdate(batch, expected, tasks))
-        update(batch, kl_obs, tasks)
+        update(batch, kl_obs, tasks, actor_batches)
 
     def recording_round(*args: object, **kwargs: object) -> None:
         train_round(*args, **kwargs)  # type: ignore[arg-type]

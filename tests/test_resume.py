@@ -61,6 +61,7 @@ RESUME_CASES = [
                  "--kl_coeff", "0.1", "--regularize_representation"]),
     ("mtsac", ["--use_pc_grad", "--grad_clip", "1.0"]),
     ("decaf", []),  # the mixture weights and the whole target module persist
+    ("qmp_mcal", []),  # MCAL's actor batches draw from the buffers' generator
 ]
 
 #: what legitimately differs between an interrupted run's last checkpoint and the whole run's

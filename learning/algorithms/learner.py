@@ -7,8 +7,10 @@
 * `mixed` (Parameters: sac, mtsac, qmp_sac): one network trained on batches drawn uniformly from
   all tasks' data, `gradient_steps_per_itr` updates a round.
 * `sharing` (Data: uds_dnc, qmp_uds_dnc): per-task updates on the task's own batch plus other tasks'
-  transitions relabelled with the env's min_reward, optionally kept only where Q_i^1 exceeds the
-  `sharing_quantile` of Q_i^1 on the task's own batch (unsupervised data sharing, UDS).
+  transitions relabelled with the env's min_reward (unsupervised data sharing, UDS) or, given the
+  env's reward function, with task i's own reward of each (conservative data sharing, CDS:
+  `uds_dnc --unsupervised False`), optionally kept only where Q_i^1 exceeds the
+  `sharing_quantile` of Q_i^1 on the task's own batch.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import torch
 
 from learning.algorithms.distillation import Distillation
 from learning.algorithms.sac import MultiTaskSAC, TaskStatistics
-from learning.buffers.replay_buffer import MultiTaskReplayBuffer, TransitionBatch
+from learning.buffers.replay_buffer import MultiTaskReplayBuffer, RewardFn, TransitionBatch
 from learning.q_functions.twin_critic import TwinCritic
 
 Sampling = Literal["per_task", "mixed", "sharing"]
@@ -74,6 +76,8 @@ class Learner:
         sharing_quantile: float = 0.0,
         distillation: Distillation | None = None,
         distillation_period: int = 0,
+        actor_batches: Literal["own", "all_tasks"] = "own",
+        reward_fn: RewardFn | None = None,
     ) -> None:
         self.sac = sac
         self.buffer = buffer
@@ -83,6 +87,8 @@ class Learner:
         self.min_buffer_size = min_buffer_size
         self.min_reward = min_reward
         self.sharing_quantile = sharing_quantile
+        #: `sharing` with a reward function relabels shared data with it (CDS), not min_reward
+        self.reward_fn = reward_fn
         self.num_tasks = buffer.num_tasks
         self.shared_data = TaskStatistics(("SharedData",), self.num_tasks)
         #: batched updates so far, and gradient steps of each task since the last read-out
@@ -91,6 +97,9 @@ class Learner:
         #: DnC's distillation, run after the training of every distillation_period-th epoch
         self.distillation = distillation
         self.distillation_period = distillation_period
+        #: MCAL ("all_tasks"): every task's step also steps the shared actor once, on
+        #: buffer_batch_size // N transitions from every task's buffer
+        self.actor_batches = actor_batches
 
     # ------------------------------------------------------------------ collection schedule
     def warming_up(self) -> bool:
@@ -144,7 +153,11 @@ class Learner:
             if stepping is None or stepping.any():
                 batch = self.sample(stepping)
                 kl_obs = self.buffer.sample_observations(per_task_obs) if kl else None
-                self.sac.update(batch, kl_obs, stepping)
+                actor = []
+                if self.actor_batches == "all_tasks":
+                    steps = self.num_tasks if stepping is None else int(stepping.sum())
+                    actor = [self.buffer.sample_per_task(per_task_obs) for _ in range(steps)]
+                self.sac.update(batch, kl_obs, stepping, actor)
             if left is not None and (left & ~ready).any():
                 self.sac.soft_update_targets(left & ~ready)
             self.gradient_steps += 1
@@ -184,7 +197,7 @@ class Learner:
             return self.buffer.sample_mixed(b)
         if self.sampling == "per_task":
             return self.buffer.sample_per_task(b)
-        batch = self.buffer.sample_with_sharing(b, self.min_reward)
+        batch = self.buffer.sample_with_sharing(b, self.min_reward, self.reward_fn)
         weights, kept = sharing_weights(self.sac.critic, batch, b, self.sharing_quantile)
         stepped = None if tasks is None else torch.from_numpy(tasks).float().view(-1, 1)
         self.shared_data.add(kept.view(1, -1, 1), torch.arange(self.num_tasks).view(-1, 1),

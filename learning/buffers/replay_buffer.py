@@ -11,16 +11,22 @@ Three ways to draw a training batch, one per method family:
 * `sample_per_task`   - B transitions from each task's own buffer, laid out (N, B)   (Separated);
 * `sample_mixed`      - B transitions uniformly over all stored transitions, (1, B)  (Parameters);
 * `sample_with_sharing` - task i's own B plus B // (N-1) from every other task, (N, B + shared)
-  with the shared rewards relabelled to the env's min_reward                          (Data, UDS).
+  with the shared rewards relabelled to the env's min_reward (Data, UDS), or to task i's own
+  reward of each shared transition given a reward function (CDS, `--unsupervised False`).
 """
 
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
+
+#: reward of task `task` for stored transitions (task, obs, actions, next_obs) -> (...,), as
+#: `environments.MultiTaskEnv.reward_fn`
+RewardFn = Callable[[int, np.ndarray, np.ndarray, np.ndarray], np.ndarray]
 
 
 @dataclass
@@ -195,13 +201,23 @@ class MultiTaskReplayBuffer:
         group = np.zeros_like(index)
         return self._gather(group, index, self.task[0, index])
 
-    def sample_with_sharing(self, batch_size: int, min_reward: float) -> TransitionBatch:
-        """Own batch (first `batch_size` columns) then other tasks' data relabelled min_reward."""
+    def sample_with_sharing(self, batch_size: int, min_reward: float,
+                            reward_fn: RewardFn | None = None) -> TransitionBatch:
+        """Own batch (first `batch_size` columns) then other tasks' data, its rewards relabelled
+        min_reward (UDS) or, with `reward_fn`, row i's with task i's reward (CDS); terminals and
+        next observations stay as stored."""
         self._per_task()
         tasks = self._sharing_layout(batch_size)
         index = self._indices(tasks, tasks.shape)
         batch = self._gather(tasks, index, self._rows)
-        batch.rewards[:, batch_size:] = min_reward
+        if reward_fn is None:
+            batch.rewards[:, batch_size:] = min_reward
+            return batch
+        shared = slice(batch_size, None)
+        for i in range(self.num_tasks):  # the gathered arrays are copies: safe to write
+            rewards = reward_fn(i, batch.obs[i, shared].numpy(), batch.actions[i, shared].numpy(),
+                                batch.next_obs[i, shared].numpy())
+            batch.rewards[i, shared] = torch.from_numpy(np.asarray(rewards, dtype=np.float32))
         return batch
 
     @functools.cache  # noqa: B019  (one layout per batch size, for the buffer's lifetime)
