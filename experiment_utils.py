@@ -697,7 +697,8 @@ def validate(c: ExperimentConfig) -> None:
     if c.use_pc_grad and c.update_path == "hand":
         raise ExperimentError("--use_pc_grad needs the autograd update: drop --update_path hand")
     if (spec.critic == "decaf" or spec.actor_batches != "own") and c.update_path == "hand":
-        raise ExperimentError(f"{c.method}'s critics train with autograd: drop --update_path hand")
+        part = "critics train" if spec.critic == "decaf" else "actor steps on its own batches"
+        raise ExperimentError(f"{c.method}'s {part} with autograd: drop --update_path hand")
     if c.update_path not in UPDATE_PATHS:
         raise ExperimentError(f"--update_path must be one of {', '.join(UPDATE_PATHS)}, "
                               f"got {c.update_path!r}")

@@ -100,8 +100,8 @@ def test_the_actor_and_temperature_losses_are_the_means_over_the_all_task_batch(
 
 def test_without_actor_batches_the_critics_batch_trains_the_actor() -> None:
     """The same networks and batch with and without an actor batch: the critics step alike,
-    the policy differently (MCAL's updates always run on autograd)."""
-    a, b = _sac("autograd"), _sac()
+    the policy differently (both on autograd: without the actor batch they would be equal)."""
+    a, b = _sac("autograd"), _sac("autograd")
     torch.manual_seed(5)
     a.update(_batch(B, 1))
     torch.manual_seed(5)
@@ -110,6 +110,40 @@ def test_without_actor_batches_the_critics_batch_trains_the_actor() -> None:
         torch.testing.assert_close(p, q)
     assert any(not torch.equal(p, q) for p, q in
                zip(a.policy.parameters(), b.policy.parameters(), strict=True))
+
+
+def test_a_task_below_min_buffer_size_weighs_nothing_in_the_actor_batches(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Task 2's buffer is still empty: its zero rows get weight 0, and the loss is the mean over
+    the other tasks' rows."""
+    sac = _RecordingSAC()
+    learner = _learner(sac, _buffer([10, 10, 0]), "per_task", gradient_steps_per_itr=3,
+                       buffer_batch_size=6, actor_batches="all_tasks")
+    learner.train_round(np.array([1, 1, 1]))
+    weights = [b.weights for actor in sac.actor_batches for b in actor]
+    assert weights and all(w.tolist() == [[1.0] * 2, [1.0] * 2, [0.0] * 2] for w in weights)
+    monkeypatch.setattr(sac_module, "tanh_gaussian_sample", _deterministic)
+    real = _sac("autograd")
+    grads: list[torch.Tensor] = []
+    original = real.policy_optimizer.step
+
+    def step(tasks: object = None) -> None:
+        grads.append(real.policy_optimizer.params[0].grad.clone())
+        original(tasks)
+    monkeypatch.setattr(real.policy_optimizer, "step", step)
+    policy0 = copy.deepcopy(real.policy)
+    actor = _batch(SLICE, 2)
+    mask = torch.tensor([[1.0] * SLICE, [1.0] * SLICE, [0.0] * SLICE])
+    real.update(_batch(B, 1), actor_batches=[actor.with_weights(mask)])
+    mean, log_std = policy0(actor.obs[:2], actor.task_ids[:2])
+    action, log_pi = _deterministic(mean, log_std)
+    q = real.critic(actor.obs, torch.cat([action, torch.zeros(1, SLICE, ACT)]),
+                    actor.task_ids)[:, :2].min(0).values
+    loss = (log_pi - q).mean()  # alpha = exp(0) = 1 until the temperature's first step
+    expected = torch.autograd.grad(loss, next(policy0.parameters()))[0]
+    torch.testing.assert_close(grads[0], expected, rtol=1e-5, atol=1e-7)
+    with pytest.raises(ValueError, match="separate actor batches"):
+        _sac("hand").update(_batch(B, 1), actor_batches=[actor])
 
 
 @pytest.mark.parametrize("method", ["mcal", "qmp_mcal"])

@@ -156,12 +156,21 @@ class Learner:
                 actor = []
                 if self.actor_batches == "all_tasks":
                     steps = self.num_tasks if stepping is None else int(stepping.sum())
-                    actor = [self.buffer.sample_per_task(per_task_obs) for _ in range(steps)]
+                    actor = [self._actor_batch(per_task_obs, ready) for _ in range(steps)]
                 self.sac.update(batch, kl_obs, stepping, actor)
             if left is not None and (left & ~ready).any():
                 self.sac.soft_update_targets(left & ~ready)
             self.gradient_steps += 1
         self.task_gradient_steps += counts * ready
+
+    def _actor_batch(self, per_task: int, ready: np.ndarray) -> TransitionBatch:
+        """MCAL's actor batch: `per_task` transitions of every task; the tasks whose buffer is
+        below min_buffer_size (possibly empty: zero rows) weigh 0."""
+        batch = self.buffer.sample_per_task(per_task)
+        if ready.all():
+            return batch
+        weights = torch.from_numpy(ready).float().view(-1, 1).expand(-1, per_task)
+        return batch.with_weights(weights.contiguous())
 
     def after_epoch(self, epoch: int) -> float | None:
         """End-of-epoch work: DnC's distillation on epochs P, 2P, ... (not 0); returns its mean

@@ -215,6 +215,7 @@ class MultiTaskSAC:
             raise ValueError(f"the hand-written update does not cover {why_not}")
         #: whether `update` computes its gradients by hand (else with autograd)
         self.hand_path = update_path == "hand" or (update_path == "auto" and why_not is None)
+        self.update_path = update_path
 
     def _build_member_views(self) -> None:
         self._critic_params = list(self.critic.parameters())
@@ -317,7 +318,9 @@ class MultiTaskSAC:
 
         `actor_batches` (MCAL, autograd): the actor and the temperature step once on each of
         these instead of on `batch`, their loss the mean over the whole batch (every task's
-        slice scored by its own task's critics)."""
+        slice scored by its own task's critics; a slice of weight 0 left out)."""
+        if actor_batches and self.update_path == "hand":
+            raise ValueError("the hand-written update does not cover separate actor batches")
         if self.hand_path and not actor_batches:
             self._hand_update(batch, kl_obs, tasks)
         else:
@@ -350,8 +353,10 @@ class MultiTaskSAC:
             self._record(critic_values, ids, weights, tasks)
             for actor_batch in actor_batches:
                 actor_ctx = LossContext(self, actor_batch, q_target)
+                w = actor_batch.weights
+                groups = actor_batch.task_ids.shape[0] if w is None else int((w.sum(1) > 0).sum())
                 values = self._actor_and_temperature(actor_batch, None, None, actor_ctx,
-                                                     1.0 / actor_batch.task_ids.shape[0])
+                                                     1.0 / max(groups, 1))
                 self._record(values, actor_batch.task_ids, actor_batch.weights, None,
                              first=len(critic_values))
             self.soft_update_targets(tasks)
