@@ -113,14 +113,14 @@ RESULT_KEYS = (
     "policy_sampling_freq", "sharing_quantile", "layer_norm", "kl_coeff", "qswitch_critic",
     "replay_buffer_size", "sampler_type", "sparse_tasks", "envs_per_task", "use_pc_grad",
     "skip_alpha_pc_grad", "grad_clip", "regularize_representation", "distillation_period",
-    "distillation_n_epochs",
+    "distillation_n_epochs", "unsupervised",
 )
 #: RESULT_KEYS added after runs were first written, with the value runs without them used (the
 #: flag's default): an older run groups with a newer one at that default
 LATER_KEYS: dict[str, object] = {
     "envs_per_task": 1, "sampler_type": "local", "use_pc_grad": False,
     "skip_alpha_pc_grad": True, "grad_clip": None, "regularize_representation": False,
-    "distillation_period": 0, "distillation_n_epochs": 100,
+    "distillation_period": 0, "distillation_n_epochs": 100, "unsupervised": True,
 }
 #: config.yaml keys that do not change results, so runs differing in them are still seeds of one
 #: group. Any key in neither list is ignored as well (e.g. the `provenance` mapping or git
