@@ -359,11 +359,10 @@ class MultiTaskSAC:
                                                      1.0 / max(groups, 1))
                 self._record(values, actor_batch.task_ids, actor_batch.weights, None,
                              first=len(critic_values))
-            self.soft_update_targets(tasks)
-            return
-        values = self._actor_and_temperature(batch, kl_obs, tasks, ctx)
+        else:
+            values = self._actor_and_temperature(batch, kl_obs, tasks, ctx)
+            self._record(critic_values + values, ids, weights, tasks)
         self.soft_update_targets(tasks)
-        self._record(critic_values + values, ids, weights, tasks)
 
     def _actor_and_temperature(self, batch: TransitionBatch, kl_obs: torch.Tensor | None,
                                tasks: np.ndarray | None, ctx: LossContext, scale: float = 1.0
@@ -441,8 +440,7 @@ class MultiTaskSAC:
         if tasks is not None and not tasks.all():
             stepped = torch.from_numpy(tasks)[ids].float()
             weights = stepped if weights is None else weights * stepped
-        with torch.no_grad():
-            self.stats.add(torch.stack(values), ids, weights, first)
+        self.stats.add(torch.stack(values), ids, weights, first)
 
     def _hand_update(self, batch: TransitionBatch, kl_obs: torch.Tensor | None,
                      tasks: np.ndarray | None) -> None:

@@ -35,34 +35,24 @@ class DecafCritic(TwinCritic):
         self.weights = EnsembleMLP(2 * num_tasks, obs_dim + action_dim, hidden_sizes, num_tasks,
                                    layer_norm=layer_norm)
 
-    def mixture_weights(self, x: torch.Tensor, twins: int = 2) -> torch.Tensor:
-        """w (twins, N_i, B, N_j): task i's softmax weights of task j's critic at x (N, B, d+A)."""
-        n, b, _ = x.shape
-        members = slice(0, twins * n)
-        x2 = x.unsqueeze(0).expand(twins, *x.shape).reshape(twins * n, b, -1)
-        return self.weights(x2, members).view(twins, n, b, n).softmax(-1)
-
-    def base_values(self, x: torch.Tensor, twins: int = 2) -> torch.Tensor:
-        """(twins, N_i, B, N_j): task j's own critic Q_j at group i's pairs x (N, B, d+A); the
-        entries j != i are constants (computed without gradient)."""
-        n, b, d = x.shape
-        members = slice(0, twins * n)
-        own = self.net(x.unsqueeze(0).expand(twins, n, b, d).reshape(twins * n, b, d), members)
-        with torch.no_grad():  # every critic on every group's pairs
-            every = self.net(x.reshape(1, n * b, d), members).view(twins, n, n, b)
-        every = every.permute(0, 2, 3, 1)  # (twins, N_i, B, N_j)
-        diagonal = torch.eye(n, dtype=torch.bool).view(1, n, 1, n)
-        return torch.where(diagonal, own.view(twins, n, b, 1), every)
-
     def forward(self, obs: torch.Tensor, actions: torch.Tensor, task_ids: torch.Tensor,
                 twins: int = 2) -> torch.Tensor:
         """obs (N, B, d), actions (N, B, A), group i holding task i's pairs -> (twins, N, B)."""
-        n = self.num_tasks
-        if task_ids.shape[0] != n:
-            raise ValueError(f"DECAF critics take one group per task ({n}), got "
-                             f"{task_ids.shape[0]}")
+        n, b = task_ids.shape
+        if n != self.num_tasks:
+            raise ValueError(f"DECAF critics take one group per task ({self.num_tasks}), got "
+                             f"{n}")
         x = torch.cat([obs, actions], dim=-1)
-        return (self.mixture_weights(x, twins) * self.base_values(x, twins)).sum(-1)
+        members = slice(0, twins * n)
+        pairs = x.unsqueeze(0).expand(twins, *x.shape).reshape(twins * n, b, -1)  # member t*N+i
+        # w (twins, N_i, B, N_j): task i's softmax weights of task j's critic
+        w = self.weights(pairs, members).view(twins, n, b, n).softmax(-1)
+        own = self.net(pairs, members).view(twins, n, b, 1)  # Q_i on group i, with gradient
+        with torch.no_grad():  # every critic on every group's pairs: constants
+            every = self.net(x.reshape(1, n * b, -1), members).view(twins, n, n, b)
+        diagonal = torch.eye(n, dtype=torch.bool).view(1, n, 1, n)
+        q = torch.where(diagonal, own, every.permute(0, 2, 3, 1))  # (twins, N_i, B, N_j)
+        return (w * q).sum(-1)
 
     def forward_taped(self, obs: torch.Tensor, actions: torch.Tensor, task_ids: torch.Tensor
                       ) -> tuple[torch.Tensor, CriticTape]:
