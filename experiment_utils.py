@@ -919,6 +919,12 @@ def max_env_steps(c: ExperimentConfig, horizon: int) -> int:
     return rounds * (c.batch_size + c.num_tasks * horizon) + warm_up + c.num_tasks * horizon
 
 
+def stored_reward_info_dim(c: ExperimentConfig) -> int:
+    """Floats the replay buffers keep per transition for the env's `reward_fn`: only CDS
+    (`--unsupervised False`) relabels with it."""
+    return 0 if c.unsupervised else environments.env_class(c.env).reward_info_dim
+
+
 def size_replay_buffers(c: ExperimentConfig, obs_dim: int, action_dim: int, horizon: int
                         ) -> tuple[ExperimentConfig, str | None]:
     """The config with its replay capacity decided, and a line to print when the default was
@@ -932,9 +938,10 @@ def size_replay_buffers(c: ExperimentConfig, obs_dim: int, action_dim: int, hori
 
     groups = 1 if c.spec.sampling == "mixed" else c.num_tasks
     memory = _machine_memory()
+    info_dim = stored_reward_info_dim(c)
     if c.replay_buffer_size is not None:
         need = MultiTaskReplayBuffer.bytes_needed(groups, c.replay_buffer_size, obs_dim,
-                                                  action_dim)
+                                                  action_dim, info_dim)
         if memory is not None and need > MAX_MEMORY_SHARE * memory:
             raise ExperimentError(
                 f"replay buffers would need {need / 2**30:.1f} GiB when full "
@@ -945,7 +952,8 @@ def size_replay_buffers(c: ExperimentConfig, obs_dim: int, action_dim: int, hori
     capacity = DEFAULT_REPLAY_CAPACITY
     note = None
     if memory is not None:
-        per_buffer = MultiTaskReplayBuffer.bytes_needed(1, 1, obs_dim, action_dim) * groups
+        per_buffer = MultiTaskReplayBuffer.bytes_needed(1, 1, obs_dim, action_dim,
+                                                        info_dim) * groups
         fits = int(DEFAULT_MEMORY_SHARE * memory // per_buffer)
         if fits < capacity:
             if fits < max(c.min_buffer_size, 1):

@@ -33,6 +33,7 @@ from experiment_utils import (
     set_seed,
     setup,
     size_replay_buffers,
+    stored_reward_info_dim,
 )
 from learning.algorithms.distillation import Distillation
 from learning.algorithms.learner import Learner
@@ -186,7 +187,8 @@ def build_trainer(config: ExperimentConfig, log_dir: str, *, stdout: bool = True
     )
     assert config.replay_buffer_size is not None
     buffer = MultiTaskReplayBuffer(n, config.replay_buffer_size, obs_dim, action_dim, config.seed,
-                                   shared=spec.sampling == "mixed")
+                                   shared=spec.sampling == "mixed",
+                                   reward_info_dim=stored_reward_info_dim(config))
     learner = Learner(
         sac,
         buffer,

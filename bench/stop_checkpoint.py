@@ -46,7 +46,7 @@ def main() -> None:
     for env in args.envs:
         n, obs_dim, act_dim = SIZES[env]
         buffer = MultiTaskReplayBuffer(n, args.capacity, obs_dim, act_dim, seed=0)
-        for name in MultiTaskReplayBuffer._ARRAYS:
+        for name in buffer.array_names:
             getattr(buffer, name).fill(1)
         buffer.sizes[:] = args.capacity
         size = MultiTaskReplayBuffer.bytes_needed(n, args.capacity, obs_dim, act_dim)

@@ -111,6 +111,14 @@ OBS_STAGE = slice(12, 15)
 OBS_TASK = slice(15, 20)
 OBS_HAND = slice(20, 23)
 OBS_DIM = 23
+#: a step's `info["reward_info"]`, what CDS's `reward_fn` needs beyond the stored transition: the
+#: hand position the step's reward read, its velocity and acceleration penalties, the hand's
+#: position at the episode's reset (the stay task's goal), and 1 on a simulator instability
+INFO_HAND = slice(0, 3)
+INFO_MOTION = 3
+INFO_RESET_HAND = slice(4, 7)
+INFO_UNSTABLE = 7
+REWARD_INFO_DIM = 8
 
 _Vec3 = tuple[float, float, float]
 _Quat = tuple[float, float, float, float]
@@ -371,6 +379,7 @@ class JacoReachTaskEnv(gym.Env):
             self._goals = SUBGOALS[list(TASK_SEQUENCES[task])].copy()
         self._stage = 0
         self._stay_count = 0
+        self._reward_info = np.zeros(REWARD_INFO_DIM, dtype=np.float32)
         if seed is not None:
             self.reset(seed=seed)
 
@@ -393,6 +402,8 @@ class JacoReachTaskEnv(gym.Env):
         return {k: v for k, v in self.__dict__.items() if k not in self._VIEWS}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
+        # envs saved before reward_info existed: only CDS reads it, and no CDS run had them
+        state.setdefault("_reward_info", np.zeros(REWARD_INFO_DIM, dtype=np.float32))
         self.__dict__.update(state)
         self._bind_views()
 
@@ -418,12 +429,19 @@ class JacoReachTaskEnv(gym.Env):
         return self._goals.copy()
 
     def set_state(
-        self, qpos: np.ndarray, qvel: np.ndarray | None = None, stage: int | None = None
+        self, qpos: np.ndarray, qvel: np.ndarray | None = None, stage: int | None = None,
+        reset_hand: np.ndarray | None = None,
     ) -> np.ndarray:
-        """Set joint positions/velocities (and optionally the stage); returns the observation.
+        """Set joint positions/velocities (and optionally the stage, and the hand's reset
+        position: the stay task's goal); returns the observation.
 
         For tests and demos: lets a solved or failed state be set directly.
         """
+        if reset_hand is not None:
+            self._reward_info[INFO_RESET_HAND] = reset_hand
+            if self.is_stay:
+                self._goals = np.asarray(reset_hand, dtype=np.float64)[None, :].copy()
+                self.data.mocap_pos[self._mocap_id] = self._goals[0]
         self.data.qpos[:] = qpos
         self.data.qvel[:] = 0.0 if qvel is None else qvel
         if stage is not None:
@@ -462,6 +480,7 @@ class JacoReachTaskEnv(gym.Env):
         mujoco.mj_forward(model, data)
         self._stage = 0
         self._stay_count = 0
+        self._reward_info[INFO_RESET_HAND] = data.xpos[self._hand_id]
         if self.is_stay:
             # the goal is this env's own hand position at reset, copied (the original shared
             # one goal list between the train and test env, filled with a live view of the
@@ -480,8 +499,10 @@ class JacoReachTaskEnv(gym.Env):
         mujoco.mj_step(self.model, self.data, nstep=FRAME_SKIP)
         # MuJoCo resets the state and counts a warning on nan/inf/huge qpos, qvel or qacc
         if self._bad_warnings.any() or not math.isfinite(self._qpos.sum() + self._qvel.sum()):
+            self._reward_info[INFO_UNSTABLE] = 1.0
             info = self._info(False, 0.0, 0.0, 0.0, math.nan)
             info["unstable"] = True
+            self._reward_info[INFO_UNSTABLE] = 0.0
             return self._last_obs.copy(), INSTABILITY_REWARD, True, False, info
 
         dist = math.dist(self._hand.tolist(), self._target.tolist())
@@ -504,12 +525,14 @@ class JacoReachTaskEnv(gym.Env):
 
         dist_reward = 0.0 if self.sparse else -dist
         nv = len(self._qvel)
-        ctrl_reward = (
-            -0.01 * sum(a * a for a in ctrl.tolist())
-            - 0.001 * sum(map(abs, self._qvel.tolist())) / nv
-            - 1e-5 * sum(map(abs, self._qacc.tolist())) / nv
-        )
+        velocity_penalty = 0.001 * sum(map(abs, self._qvel.tolist())) / nv
+        acceleration_penalty = 1e-5 * sum(map(abs, self._qacc.tolist())) / nv
+        ctrl_reward = (-0.01 * sum(a * a for a in ctrl.tolist()) - velocity_penalty
+                       - acceleration_penalty)
+        motion_penalty = -velocity_penalty - acceleration_penalty
         reward = dist_reward + stage_reward + ctrl_reward + self._shift
+        self._reward_info[INFO_HAND] = self._hand
+        self._reward_info[INFO_MOTION] = motion_penalty
 
         self._last_obs = self._observation()
         info = self._info(success, dist_reward, stage_reward, ctrl_reward, dist)
@@ -527,6 +550,7 @@ class JacoReachTaskEnv(gym.Env):
             "reward_dist": dist_r,
             "reward_stage": stage_r,
             "reward_ctrl": ctrl_r,
+            "reward_info": self._reward_info.copy(),
         }
 
     def render(self) -> np.ndarray | None:
@@ -552,10 +576,8 @@ class JacoReachMT5Env(MultiTaskEnv):
     horizon = HORIZON
     min_reward = -5.0
     onehot_mode = "zero"
-    reward_fn_problem = (
-        "its step reward needs what no stored transition holds: the joint accelerations (control "
-        "term), the stay task's goal (the hand's reset position) and the hand position (zeroed "
-        "in the stored network input)")
+    reward_fn_problem = None
+    reward_info_dim = REWARD_INFO_DIM
     episode_info_metrics: ClassVar[dict[str, tuple[str, str]]] = {
         "stages_completed": ("StagesCompleted", "last"),
         "full_success": ("FullSuccessRate", "max"),
@@ -566,6 +588,40 @@ class JacoReachMT5Env(MultiTaskEnv):
     def onehot_start(self) -> int:
         """The task one-hot sits before the hand position (dims 15..19), not at the end."""
         return OBS_TASK.start
+
+    def reward_fn(
+        self, task: int, obs: np.ndarray, actions: np.ndarray, next_obs: np.ndarray,
+        reward_info: np.ndarray | None = None,
+    ) -> np.ndarray:
+        """Task `task`'s step reward of stored transitions: its target is its sub-goal of the
+        stage `obs` shows (the stay task: the reset hand position kept in `reward_info`), read
+        against the hand position, penalties and instability flag kept in `reward_info`. All
+        tasks run the same arm (the target is a mocap sphere without collision), so this is the
+        reward `task`'s env pays for that step from that state and stage, up to float32
+        storage. The episode's termination and next stage stay those the collecting task
+        stored."""
+        if reward_info is None:
+            raise ValueError("JacoReachMT5's reward_fn needs the stored reward_info")
+        info = np.asarray(reward_info, dtype=np.float64)
+        hand = info[..., INFO_HAND]
+        a = np.clip(np.asarray(actions, dtype=np.float64), -1.0, 1.0)
+        ctrl_reward = -0.01 * (a * a).sum(axis=-1) + info[..., INFO_MOTION]
+        sequence = TASK_SEQUENCES[task]
+        if sequence is None:
+            dist = np.linalg.norm(hand - info[..., INFO_RESET_HAND], axis=-1)
+            stage_reward: np.ndarray | float = 0.0
+        else:
+            stage = np.argmax(np.asarray(obs)[..., OBS_STAGE], axis=-1)
+            dist = np.linalg.norm(hand - SUBGOALS[list(sequence)][stage], axis=-1)
+            success = dist < SUCCESS_RADIUS
+            if task == BONUS_TASK:
+                stage_reward = np.where(success, BONUS_PER_SUBGOAL, 0.0)
+            else:
+                stage_reward = -TIME_PENALTY * np.maximum(NUM_STAGES - stage - success, 0)
+        dist_reward = 0.0 if task == SPARSE_TASK else -dist
+        shift = BONUS_SHIFT if task == BONUS_TASK else 0.0
+        reward = dist_reward + stage_reward + ctrl_reward + shift
+        return np.where(info[..., INFO_UNSTABLE] > 0.5, INSTABILITY_REWARD, reward)
 
     def split_observation(self, obs: np.ndarray, include_task_id: bool = False) -> np.ndarray:
         """Network input: zero the task one-hot (unless include_task_id) and always the hand

@@ -282,7 +282,8 @@ class MazeLarge10Env(MultiTaskEnv):
             self.min_reward = 0.0  # type: ignore[misc]
 
     def reward_fn(
-        self, task: int, obs: np.ndarray, actions: np.ndarray, next_obs: np.ndarray
+        self, task: int, obs: np.ndarray, actions: np.ndarray, next_obs: np.ndarray,
+        reward_info: np.ndarray | None = None,
     ) -> np.ndarray:
         """Task `task`'s reward at the qpos each transition reached (next_obs[..., :2], in both
         stored layouts). Every task runs the same maze physics (the goal marker is a massless

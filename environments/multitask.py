@@ -49,6 +49,9 @@ class MultiTaskEnv(gym.Env):
     #: `--unsupervised False`, is refused with this reason); None where it can
     reward_fn_problem: ClassVar[str | None] = (
         "it offers no reward function of stored transitions (MultiTaskEnv.reward_fn)")
+    #: floats per transition that `reward_fn` needs beyond (obs, action, next_obs): each task
+    #: env's step puts them in `info["reward_info"]`, and the replay buffers keep them (CDS only)
+    reward_info_dim: ClassVar[int] = 0
 
     metadata: ClassVar[dict[str, Any]] = {"render_modes": ["rgb_array"]}
 
@@ -85,15 +88,17 @@ class MultiTaskEnv(gym.Env):
         raise NotImplementedError
 
     def reward_fn(
-        self, task: int, obs: np.ndarray, actions: np.ndarray, next_obs: np.ndarray
+        self, task: int, obs: np.ndarray, actions: np.ndarray, next_obs: np.ndarray,
+        reward_info: np.ndarray | None = None,
     ) -> np.ndarray:
         """Task `task`'s step reward of stored transitions (obs, action -> next_obs), for CDS.
 
         Arrays are laid out (..., dim) as the replay buffers hold them: `split_observation`'s
-        output, with or without the one-hot. It must equal what `task`'s env returns for that
-        step, whichever task collected it (so the family's tasks must share their dynamics and
-        the reward must depend on nothing outside the stored transition); returns (...).
-        Families that can set `reward_fn_problem = None`.
+        output, with or without the one-hot, and `reward_info` (..., reward_info_dim) as the
+        collecting env's step put it in `info["reward_info"]` (None for families without). It
+        must equal what `task`'s env returns for that step, whichever task collected it (so the
+        family's tasks must share their dynamics and the reward must depend on nothing outside
+        what is stored); returns (...). Families that can set `reward_fn_problem = None`.
         """
         raise NotImplementedError(f"{type(self).__name__}: {self.reward_fn_problem}")
 

@@ -112,7 +112,8 @@ class PointReachMT4Env(MultiTaskEnv):
     reward_fn_problem = None
 
     def reward_fn(
-        self, task: int, obs: np.ndarray, actions: np.ndarray, next_obs: np.ndarray
+        self, task: int, obs: np.ndarray, actions: np.ndarray, next_obs: np.ndarray,
+        reward_info: np.ndarray | None = None,
     ) -> np.ndarray:
         """Task `task`'s reward at the point each transition reached (next_obs[..., :2], in
         both stored layouts). All tasks move the point alike and differ only in the goal, so

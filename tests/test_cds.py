@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import gymnasium as gym
+import mujoco
 import numpy as np
 import pytest
 import torch
@@ -44,15 +45,18 @@ def _episode(task: int, steps: int) -> tuple[np.ndarray, ...]:
             (t == steps - 1).astype(np.float32), np.full(steps, task))
 
 
-def _buffer() -> MultiTaskReplayBuffer:
-    buffer = MultiTaskReplayBuffer(N, 50, 2, 1, seed=0)
+def _buffer(reward_info: bool = False) -> MultiTaskReplayBuffer:
+    """Three tasks' episodes of 20 steps; with `reward_info`, step t of task k keeps the two
+    floats (k, t) for the reward function."""
+    buffer = MultiTaskReplayBuffer(N, 50, 2, 1, seed=0, reward_info_dim=2 if reward_info else 0)
     for k in range(N):
-        buffer.add(k, *_episode(k, 20))
+        episode = _episode(k, 20)
+        buffer.add(k, *episode, reward_info=episode[0].copy() if reward_info else None)
     return buffer
 
 
-def _known_reward(task: int, obs: np.ndarray, actions: np.ndarray, next_obs: np.ndarray
-                  ) -> np.ndarray:
+def _known_reward(task: int, obs: np.ndarray, actions: np.ndarray, next_obs: np.ndarray,
+                  reward_info: np.ndarray | None = None) -> np.ndarray:
     """A reward that tells apart the task, the observation, the action and the next one."""
     return 1000.0 * task + 100.0 * obs[:, 0] + actions[:, 0] + next_obs[:, 1]
 
@@ -60,9 +64,10 @@ def _known_reward(task: int, obs: np.ndarray, actions: np.ndarray, next_obs: np.
 def test_shared_rows_get_the_learners_reward_and_the_rest_is_kept() -> None:
     calls: list[int] = []
 
-    def reward(task: int, obs: np.ndarray, actions: np.ndarray, next_obs: np.ndarray
-               ) -> np.ndarray:
+    def reward(task: int, obs: np.ndarray, actions: np.ndarray, next_obs: np.ndarray,
+               reward_info: np.ndarray | None) -> np.ndarray:
         calls.append(task)
+        assert reward_info is None  # the buffer keeps none
         return _known_reward(task, obs, actions, next_obs)
 
     cds = _buffer().sample_with_sharing(B, min_reward=-5.0, reward_fn=reward)
@@ -85,6 +90,42 @@ def test_shared_rows_get_the_learners_reward_and_the_rest_is_kept() -> None:
         torch.testing.assert_close(cds.terminals[i, B:], (t == 19).float())
         assert (cds.task_ids[i] == i).all()
     assert (uds.rewards[:, B:] == -5.0).all()
+
+
+def test_each_shared_rows_reward_info_reaches_the_reward_fn() -> None:
+    """The floats kept with each transition arrive beside it: row i's shared part gets exactly
+    the (collecting task, step) its transitions were stored with; the draws are unchanged."""
+    seen: dict[int, np.ndarray] = {}
+
+    def reward(task: int, obs: np.ndarray, actions: np.ndarray, next_obs: np.ndarray,
+               reward_info: np.ndarray | None) -> np.ndarray:
+        assert reward_info is not None and reward_info.shape == (len(obs), 2)
+        seen[task] = reward_info
+        return reward_info[:, 0] * 10 + reward_info[:, 1]
+
+    batch = _buffer(reward_info=True).sample_with_sharing(B, -5.0, reward)
+    plain = _buffer().sample_with_sharing(B, -5.0, _known_reward)
+    torch.testing.assert_close(batch.obs, plain.obs, rtol=0, atol=0)
+    for i in range(N):
+        np.testing.assert_array_equal(seen[i], batch.obs[i, B:].numpy())
+        torch.testing.assert_close(batch.rewards[i, B:],
+                                   10 * batch.obs[i, B:, 0] + batch.obs[i, B:, 1])
+
+
+def test_the_reward_info_is_kept_through_rollback_and_checkpoints() -> None:
+    buffer = _buffer(reward_info=True)
+    saved = buffer.reward_info.copy()
+    buffer.mark()
+    buffer.add(0, *_episode(0, 40), reward_info=np.full((40, 2), -1.0, dtype=np.float32))
+    buffer.rollback()  # restores the filled slots (the first 20 of every task) it overwrote
+    np.testing.assert_array_equal(buffer.reward_info[:, :20], saved[:, :20])
+    again = MultiTaskReplayBuffer(N, 50, 2, 1, seed=0, reward_info_dim=2)
+    again.load_state_dict(buffer.state_dict())
+    np.testing.assert_array_equal(again.reward_info[:, :20], saved[:, :20])
+    with pytest.raises(ValueError, match="checkpoint holds buffer arrays"):
+        MultiTaskReplayBuffer(N, 50, 2, 1, seed=0).load_state_dict(buffer.state_dict())
+    with pytest.raises(ValueError, match="reward_info must be given"):
+        buffer.add(0, *_episode(0, 3))
 
 
 def test_the_quantile_filter_still_applies_to_the_relabelled_batch() -> None:
@@ -207,6 +248,87 @@ def test_maze_reward_fn_is_each_tasks_step_reward_through_wall_contacts() -> Non
     assert (paid[0] < 0).all()  # a dense task: exp(-d) - 1
 
 
+#: everything mj_step reads of a simulator (positions, velocities, warm start, controls, mocap)
+_FULL_STATE = mujoco.mjtState.mjSTATE_INTEGRATION
+
+
+def _jaco_transitions(env: gym.Env, rng: np.random.Generator) -> list[tuple]:
+    """(physics before the step, obs, action, reward, next_obs, reward_info) of one task's steps:
+    from a reset, from the hand held on each target of its sequence (so sub-goals are reached,
+    bonuses paid, the stay count rises), and one simulator instability."""
+    from environments.jaco import SUBGOALS, TASK_SEQUENCES, solve_hand_ik
+
+    inner = env.unwrapped
+    obs = env.reset(seed=int(rng.integers(1000)))[0]
+    sequence = TASK_SEQUENCES[inner.task]
+    starts = [None] + ([(inner.hand_position, 0)] if sequence is None
+                       else [(SUBGOALS[g], k) for k, g in enumerate(sequence)])
+    rows = []
+    for start in [*starts, "unstable"]:
+        if start == "unstable":
+            obs = inner.set_state(inner.data.qpos, np.full(inner.model.nv, 1e12), 0)
+        elif start is not None:
+            q, _ = solve_hand_ik(inner.model, start[0], inner.model.qpos0)
+            obs = inner.set_state(q, None, start[1])
+        for _ in range(1 if start == "unstable" else 25):
+            before = np.zeros(mujoco.mj_stateSize(inner.model, _FULL_STATE))
+            mujoco.mj_getState(inner.model, inner.data, before, _FULL_STATE)
+            action = rng.uniform(-0.3, 0.3, inner.action_space.shape).astype(np.float32)
+            next_obs, reward, terminated, _, info = env.step(action)
+            rows.append((before, obs, action, reward, next_obs, info["reward_info"]))
+            obs = env.reset()[0] if terminated else next_obs
+    return rows
+
+
+def test_jaco_reward_fn_is_each_tasks_step_reward() -> None:
+    """Every task's reward_fn on every task's stored transitions (hand position zeroed, as the
+    buffers hold them) equals what its own env pays when put in the same physical state, stage
+    and reset position and given the same action: sub-goals reached, the bonus task's bonus,
+    the stay task's goal, the sparse task and an instability included."""
+    from environments.jaco import INFO_RESET_HAND, OBS_STAGE
+
+    family = environments.make_multitask_env("JacoReachMT5-v1", seed=0)
+    assert family.reward_fn_problem is None and family.reward_info_dim == 8
+    collecting = family.make_task_envs(evaluation=False)
+    learning = family.make_task_envs(evaluation=False, seed=7)
+    rng = np.random.default_rng(0)
+    paid: dict[int, list[float]] = {i: [] for i in range(family.num_tasks)}
+    for j, env in enumerate(collecting):
+        rows = _jaco_transitions(env, rng)
+        obs, actions, next_obs, info = (np.stack([r[k] for r in rows]) for k in (1, 2, 4, 5))
+        stored, stored_next = family.split_observation(obs), family.split_observation(next_obs)
+        assert (stored[:, 20:] == 0).all()  # the hand position is not what reward_fn reads
+        np.testing.assert_allclose(family.reward_fn(j, stored, actions, stored_next, info),
+                                   [r[3] for r in rows], rtol=0, atol=1e-5)
+        for i, learner in enumerate(learning):
+            inner = learner.unwrapped
+            inner.reset(seed=i)
+            stepped = []
+            for before, o, a, _, _, kept in rows:
+                mujoco.mj_setState(inner.model, inner.data, before, _FULL_STATE)
+                inner.set_state(inner.data.qpos.copy(), inner.data.qvel.copy(),
+                                int(np.argmax(o[OBS_STAGE])), reset_hand=kept[INFO_RESET_HAND])
+                stepped.append(learner.step(a)[1])
+            for include_task_id in (False, True):
+                relabelled = family.reward_fn(i, family.split_observation(obs, include_task_id),
+                                              actions,
+                                              family.split_observation(next_obs, include_task_id),
+                                              info)
+                np.testing.assert_allclose(relabelled, stepped, rtol=0, atol=1e-5,
+                                           err_msg=f"task {i} on task {j}'s transitions")
+            paid[i] += stepped
+    for env in (*collecting, *learning):
+        env.close()
+    rewards = {i: np.array(r) for i, r in paid.items()}
+    assert (rewards[1] > 100).sum() >= 3  # the bonus task's sub-goal bonus, on others' data too
+    for i in (0, 2):  # the time penalty drops as a relabelled transition reaches a sub-goal
+        assert (rewards[i] > -0.5).any() and (rewards[i] < -0.8).any()
+    sparse = rewards[3][rewards[3] != -100.0]
+    assert (sparse > -1.3).all() and (sparse > -0.9).any()  # no distance term; stages reached
+    assert all((r == -100.0).sum() == family.num_tasks for r in rewards.values())
+    assert (rewards[4] > -0.06).any()  # the stay task on its goal
+
+
 # --- the flag's refusals ---------------------------------------------------------------------
 
 def _one_error_line(capsys: pytest.CaptureFixture[str]) -> str:
@@ -220,7 +342,6 @@ def _one_error_line(capsys: pytest.CaptureFixture[str]) -> str:
     (["qmp_uds_dnc"], "qmp_uds_dnc is unsupervised only"),
     (["dnc_sac"], "dnc_sac shares no relabelled data"),
     (["mtsac"], "mtsac shares no relabelled data"),
-    (["uds_dnc", "--env=JacoReachMT5-v1"], "JacoReachMT5-v1's reward"),
     (["uds_dnc", "--env=Walker2dMT4-v0"], "Walker2dMT4-v0's reward"),
     (["uds_dnc", "--env=KitchenMTEasy-v0"], "KitchenMTEasy-v0's reward"),
     (["uds_dnc", "--env=MetaWorldCDS-v1"], "MetaWorldCDS-v1's reward"),
@@ -237,7 +358,7 @@ def test_refusals_are_one_line(argv: list[str], message: str, tmp_path: Path,
 def test_every_family_either_offers_a_reward_fn_or_says_why_not() -> None:
     offering = {env_id for env_id in environments.known_env_ids()
                 if environments.env_class(env_id).reward_fn_problem is None}
-    assert offering == {"PointReachMT4-v0", "MazeLarge-10-v0"}
+    assert offering == {"PointReachMT4-v0", "MazeLarge-10-v0", "JacoReachMT5-v1"}
     for env_id in offering:  # the supporting families override it
         cls = environments.env_class(env_id)
         assert cls.reward_fn is not environments.MultiTaskEnv.reward_fn
@@ -283,16 +404,49 @@ def test_a_cds_run_relabels_with_the_env_reward(tmp_path: Path) -> None:
     assert batch.weights[:, own:].sum() < batch.weights[:, own:].numel()  # the filter ran
 
 
+def test_a_jaco_cds_run_keeps_each_transitions_reward_info(tmp_path: Path) -> None:
+    """Through the real builder and collector: every stored transition's kept reward_info gives
+    back, through reward_fn, the reward its own task was paid for it (so the info sits beside
+    its own transition, not its neighbour's); UDS runs keep none."""
+    flags = ["uds_dnc", "--env=JacoReachMT5-v1", *TINY_FLAGS, "--num_evaluation_episodes", "5",
+             "--n_epochs", "1", "--min_buffer_size", "200"]  # warm-up: an episode of every task
+    (tmp_path / "r").mkdir()
+    trainer = build_trainer(resolve_config([*flags, "--unsupervised", "False"]),
+                            str(tmp_path / "r"), stdout=False)
+    try:
+        trainer.train()
+        buffer = trainer.learner.buffer
+    finally:
+        trainer.close()
+    family = environments.make_multitask_env("JacoReachMT5-v1", seed=0)
+    assert buffer.reward_info is not None
+    for j, size in enumerate(buffer.sizes.tolist()):
+        assert size >= 200
+        np.testing.assert_allclose(
+            family.reward_fn(j, buffer.obs[j, :size], buffer.actions[j, :size],
+                             buffer.next_obs[j, :size], buffer.reward_info[j, :size]),
+            buffer.rewards[j, :size], rtol=0, atol=1e-5)
+    (tmp_path / "u").mkdir()
+    uds = build_trainer(resolve_config(flags), str(tmp_path / "u"), stdout=False)
+    try:
+        assert uds.learner.buffer.reward_info is None
+    finally:
+        uds.close()
+
+
 def _rows(log_dir: Path) -> list[dict[str, str]]:
     with open(log_dir / "progress.csv") as f:
         return [{k: v for k, v in r.items() if k not in ("Time", "ItrTime")}
                 for r in csv.DictReader(f)]
 
 
-def test_the_command_line_runs_and_resumes_cds(tmp_path: Path) -> None:
+@pytest.mark.parametrize("env", ["PointReachMT4-v0", "JacoReachMT5-v1"])
+def test_the_command_line_runs_and_resumes_cds(env: str, tmp_path: Path) -> None:
     """`python run.py uds_dnc --unsupervised False` finishes and records the flag; a run stopped
-    after epoch 1 and resumed writes the progress.csv of the run never stopped."""
-    flags = ["uds_dnc", "--env=PointReachMT4-v0", "--unsupervised", "False", *TINY_FLAGS]
+    after epoch 2 and resumed (Jaco: its kept reward_info too) writes the progress.csv of the
+    run never stopped."""
+    flags = ["uds_dnc", f"--env={env}", "--unsupervised", "False", *TINY_FLAGS,
+             "--num_evaluation_episodes", "5"]
     whole = tmp_path / "whole"
     done = subprocess.run([sys.executable, str(ROOT / "run.py"), *flags, "--n_epochs", "3",
                            "--log_dir", str(whole)], cwd=tmp_path, capture_output=True,

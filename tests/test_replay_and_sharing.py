@@ -86,7 +86,7 @@ def test_rollback_restores_what_the_epoch_overwrote(shared: bool) -> None:
     buffer = MultiTaskReplayBuffer(N, 8, 2, 1, seed=0, shared=shared)
     buffer.add(0, *_episode(0, range(6)))
     buffer.add(1, *_episode(1, range(3)))
-    before = {name: getattr(buffer, name).copy() for name in MultiTaskReplayBuffer._ARRAYS}
+    before = {name: getattr(buffer, name).copy() for name in buffer.array_names}
     ptr, sizes = buffer.ptr.copy(), buffer.sizes.copy()
     buffer.mark()
     draw = buffer.rng.integers(0, 1000, size=5)
@@ -409,6 +409,10 @@ def test_memory_estimate_counts_every_array() -> None:
     shared = MultiTaskReplayBuffer(2, 10, 5, 3, seed=0, shared=True)  # one FIFO for both
     arrays = [a for a in vars(shared).values() if isinstance(a, np.ndarray) and a.size >= 10]
     assert sum(a.nbytes for a in arrays) == 640 == MultiTaskReplayBuffer.bytes_needed(1, 10, 5, 3)
+    cds = MultiTaskReplayBuffer(2, 10, 5, 3, seed=0, reward_info_dim=4)  # + 2 x 10 x 4 float32
+    arrays = [a for a in vars(cds).values() if isinstance(a, np.ndarray) and a.size >= 10]
+    assert sum(a.nbytes for a in arrays) == 1600 == MultiTaskReplayBuffer.bytes_needed(2, 10, 5, 3,
+                                                                                     4)
 
 
 def test_mixture_matrix_is_each_rows_share_of_its_own_steps() -> None:

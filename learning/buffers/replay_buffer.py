@@ -24,9 +24,9 @@ from dataclasses import dataclass, replace
 import numpy as np
 import torch
 
-#: reward of task `task` for stored transitions (task, obs, actions, next_obs) -> (...,), as
-#: `environments.MultiTaskEnv.reward_fn`
-RewardFn = Callable[[int, np.ndarray, np.ndarray, np.ndarray], np.ndarray]
+#: reward of task `task` for stored transitions (task, obs, actions, next_obs, reward_info) ->
+#: (...,), as `environments.MultiTaskEnv.reward_fn` (reward_info None without `reward_info_dim`)
+RewardFn = Callable[[int, np.ndarray, np.ndarray, np.ndarray, np.ndarray | None], np.ndarray]
 
 
 @dataclass
@@ -47,13 +47,14 @@ class TransitionBatch:
 
 
 class MultiTaskReplayBuffer:
-    """FIFO buffers of `capacity` transitions each: one per task, or one for all (`shared`)."""
+    """FIFO buffers of `capacity` transitions each: one per task, or one for all (`shared`).
 
-    _ARRAYS = ("obs", "next_obs", "actions", "rewards", "terminals", "acting_policy", "task")
+    With `reward_info_dim` > 0 every transition also keeps that many floats for the env's
+    `reward_fn` (CDS), given to `add` as `reward_info`."""
 
     def __init__(
         self, num_tasks: int, capacity: int, obs_dim: int, action_dim: int, seed: int,
-        *, shared: bool = False,
+        *, shared: bool = False, reward_info_dim: int = 0,
     ) -> None:
         if capacity < 1:
             raise ValueError("replay buffer capacity must be positive")
@@ -71,6 +72,12 @@ class MultiTaskReplayBuffer:
         self.acting_policy = np.zeros(shape, dtype=np.int16)
         #: the task that collected each transition
         self.task = np.zeros(shape, dtype=np.int16)
+        #: what the env's reward_fn needs beyond the transition (None without reward_info_dim)
+        self.reward_info = (np.zeros((*shape, reward_info_dim), dtype=np.float32)
+                            if reward_info_dim else None)
+        #: the stored arrays, in `add`'s order (the collecting task last)
+        self.array_names = ("obs", "next_obs", "actions", "rewards", "terminals", "acting_policy",
+                        *(("reward_info",) if reward_info_dim else ()), "task")
         self.ptr = np.zeros(groups, dtype=np.int64)
         self.sizes = np.zeros(groups, dtype=np.int64)
         self.rng = np.random.default_rng(seed)
@@ -80,9 +87,10 @@ class MultiTaskReplayBuffer:
         self._undo: list[tuple[int, np.ndarray, list[np.ndarray]]] = []
 
     @staticmethod
-    def bytes_needed(groups: int, capacity: int, obs_dim: int, action_dim: int) -> int:
+    def bytes_needed(groups: int, capacity: int, obs_dim: int, action_dim: int,
+                     reward_info_dim: int = 0) -> int:
         """Memory the buffers of `groups` FIFOs take once full."""
-        per_transition = 4 * (2 * obs_dim + action_dim + 2) + 2 + 2
+        per_transition = 4 * (2 * obs_dim + action_dim + 2 + reward_info_dim) + 2 + 2
         return groups * capacity * per_transition
 
     def __len__(self) -> int:
@@ -104,9 +112,13 @@ class MultiTaskReplayBuffer:
         next_obs: np.ndarray,
         terminals: np.ndarray,
         acting_policy: np.ndarray,
+        reward_info: np.ndarray | None = None,
     ) -> None:
         """Store T consecutive transitions of one task (arrays laid out (T, ...))."""
-        values = (obs, next_obs, actions, rewards, terminals, acting_policy)  # as _ARRAYS
+        if (reward_info is None) != (self.reward_info is None):
+            raise ValueError("reward_info must be given exactly when the buffer keeps it")
+        values = (obs, next_obs, actions, rewards, terminals, acting_policy,  # as array_names
+                  *(() if reward_info is None else (reward_info,)))
         g = 0 if self.shared else task
         t, p, cap = len(rewards), int(self.ptr[g]), self.capacity
         if t > cap:  # only the newest `capacity` survive
@@ -118,8 +130,8 @@ class MultiTaskReplayBuffer:
             filled = slots[slots < self.sizes[g]]
             if len(filled):
                 self._undo.append((g, filled, [getattr(self, name)[g, filled].copy()
-                                               for name in self._ARRAYS]))
-        for name, x in zip(self._ARRAYS[:-1], values, strict=True):
+                                               for name in self.array_names]))
+        for name, x in zip(self.array_names[:-1], values, strict=True):
             getattr(self, name)[g, where] = x
         self.task[g, where] = task
         self.ptr[g] = (p + t) % cap
@@ -136,7 +148,7 @@ class MultiTaskReplayBuffer:
         if self._mark is None:
             raise ValueError("rollback() without mark()")
         for g, slots, saved in reversed(self._undo):
-            for name, values in zip(self._ARRAYS, saved, strict=True):
+            for name, values in zip(self.array_names, saved, strict=True):
                 getattr(self, name)[g, slots] = values
         ptr, sizes, rng = self._mark
         self.ptr[:], self.sizes[:] = ptr, sizes
@@ -148,7 +160,7 @@ class MultiTaskReplayBuffer:
         # tensors: torch.save writes them ~4x faster than pickled numpy arrays
         arrays = {name: [torch.from_numpy(getattr(self, name)[g, :n].copy())
                          for g, n in enumerate(self.sizes.tolist())]
-                  for name in self._ARRAYS}
+                  for name in self.array_names}
         return {"arrays": arrays, "ptr": self.ptr.copy(), "sizes": self.sizes.copy(),
                 "rng": self.rng.bit_generator.state}
 
@@ -159,7 +171,11 @@ class MultiTaskReplayBuffer:
         if (sizes > self.capacity).any():
             raise ValueError(f"checkpoint holds {sizes.max()} transitions in a buffer, "
                              f"capacity {self.capacity}")
-        for name, groups in state["arrays"].items():  # type: ignore[attr-defined]
+        arrays: dict[str, object] = state["arrays"]  # type: ignore[assignment]
+        if set(arrays) != set(self.array_names):
+            raise ValueError(f"checkpoint holds buffer arrays {sorted(arrays)}, expected "
+                             f"{sorted(self.array_names)}")
+        for name, groups in arrays.items():  # type: ignore[attr-defined]
             for g, values in enumerate(groups):
                 getattr(self, name)[g, : len(values)] = values.numpy()
         self.ptr[:] = state["ptr"]
@@ -214,9 +230,12 @@ class MultiTaskReplayBuffer:
             batch.rewards[:, batch_size:] = min_reward
             return batch
         shared = slice(batch_size, None)
+        info = (None if self.reward_info is None
+                else self.reward_info[tasks[:, shared], index[:, shared]])
         for i in range(self.num_tasks):  # the gathered arrays are copies: safe to write
             rewards = reward_fn(i, batch.obs[i, shared].numpy(), batch.actions[i, shared].numpy(),
-                                batch.next_obs[i, shared].numpy())
+                                batch.next_obs[i, shared].numpy(),
+                                None if info is None else info[i])
             batch.rewards[i, shared] = torch.from_numpy(np.asarray(rewards, dtype=np.float32))
         return batch
 

@@ -194,13 +194,17 @@ class _EpisodeStage:
     """The transitions of the current pass, one row per env, held until the pass decides which
     episodes the sequential sampler would have run (only those are stored)."""
 
-    def __init__(self, rows: int, horizon: int, obs_dim: int, action_dim: int) -> None:
+    def __init__(self, rows: int, horizon: int, obs_dim: int, action_dim: int,
+                 reward_info_dim: int) -> None:
         self.obs = np.zeros((rows, horizon, obs_dim), dtype=np.float32)
         self.next_obs = np.zeros((rows, horizon, obs_dim), dtype=np.float32)
         self.actions = np.zeros((rows, horizon, action_dim), dtype=np.float32)
         self.rewards = np.zeros((rows, horizon), dtype=np.float32)
         self.terminals = np.zeros((rows, horizon), dtype=np.float32)
         self.acting = np.zeros((rows, horizon), dtype=np.int64)
+        #: the step infos' "reward_info" (CDS), None when the buffer keeps none
+        self.reward_info = (np.zeros((rows, horizon, reward_info_dim), dtype=np.float32)
+                            if reward_info_dim else None)
 
     def write(self, t: int, obs: np.ndarray, actions: np.ndarray, step: StepResult,
               next_obs: np.ndarray, acting: np.ndarray) -> None:
@@ -211,6 +215,10 @@ class _EpisodeStage:
         self.next_obs[:, t] = next_obs
         self.terminals[:, t] = step.terminated
         self.acting[:, t] = acting
+        if self.reward_info is not None:
+            for row, info in enumerate(step.infos):
+                if info:  # rows that did not step have no info
+                    self.reward_info[row, t] = info["reward_info"]
 
 
 class Collector:
@@ -267,8 +275,9 @@ class Collector:
         #: stored episodes not yet read out (pop_episodes)
         self.episodes: list[Episode] = []
         self._stage: _EpisodeStage | None = None
-        #: (task, transition arrays, episode) of the round's kept episodes, stored at its end
-        self._kept: list[tuple[int, tuple[np.ndarray, ...], Episode]] = []
+        #: (task, transition arrays, reward info, episode) of the round's kept episodes, stored
+        #: at its end
+        self._kept: list[tuple[int, tuple[np.ndarray, ...], np.ndarray | None, Episode]] = []
 
     def collect(self, num_steps: int) -> np.ndarray:
         """One round of at least `num_steps` env steps in all; returns the steps stored per task."""
@@ -327,8 +336,10 @@ class Collector:
             step = venv.step(actions, None if active.all() else active)
             next_net = self.split(step.next_obs)
             if self._stage is None:
+                info = self.buffer.reward_info
                 self._stage = _EpisodeStage(rows, venv.horizon, obs_net.shape[-1],
-                                            actions.shape[-1])
+                                            actions.shape[-1],
+                                            0 if info is None else info.shape[-1])
             self._stage.write(t, obs_net, actions, step, next_net, acting.reshape(-1))
             lengths += active
             self.tracker.record(step, active)
@@ -354,7 +365,8 @@ class Collector:
             arrays = tuple(x[row, :length].copy() for x in
                            (stage.obs, stage.actions, stage.rewards, stage.next_obs,
                             stage.terminals, stage.acting))
-            self._kept.append((task, arrays, finished[row]))
+            info = None if stage.reward_info is None else stage.reward_info[row, :length].copy()
+            self._kept.append((task, arrays, info, finished[row]))
             samples[task] += length
 
     def _store_round(self) -> None:
@@ -364,8 +376,8 @@ class Collector:
         if self.sampler_type == "mt_local":
             kept.sort(key=lambda item: item[0])  # stable: each task's episodes stay in order
         n = self.num_tasks
-        for task, arrays, episode in kept:
-            self.buffer.add(task, *arrays)
+        for task, arrays, info, episode in kept:
+            self.buffer.add(task, *arrays, reward_info=info)
             self.mixture_counts[task] += np.bincount(arrays[-1], minlength=n)
             self.episodes.append(episode)
 
