@@ -111,14 +111,17 @@ OBS_STAGE = slice(12, 15)
 OBS_TASK = slice(15, 20)
 OBS_HAND = slice(20, 23)
 OBS_DIM = 23
-#: a step's `info["reward_info"]`, what CDS's `reward_fn` needs beyond the stored transition: the
-#: hand position the step's reward read, its velocity and acceleration penalties, the hand's
-#: position at the episode's reset (the stay task's goal), and 1 on a simulator instability
+#: a step's `info["reward_info"]` (float32), what CDS's `reward_fn` needs beyond the stored
+#: transition: the hand position the step's reward read (in float32, then what float32 rounded
+#: off, so that their sum is the float64 position and success at the 0.05 radius is decided
+#: alike), its velocity and acceleration penalties, the hand's position at the episode's reset
+#: (the stay task's goal), and 1 on a simulator instability
 INFO_HAND = slice(0, 3)
-INFO_MOTION = 3
-INFO_RESET_HAND = slice(4, 7)
-INFO_UNSTABLE = 7
-REWARD_INFO_DIM = 8
+INFO_HAND_REST = slice(3, 6)
+INFO_MOTION = 6
+INFO_RESET_HAND = slice(7, 10)
+INFO_UNSTABLE = 10
+REWARD_INFO_DIM = 11
 
 _Vec3 = tuple[float, float, float]
 _Quat = tuple[float, float, float, float]
@@ -531,7 +534,9 @@ class JacoReachTaskEnv(gym.Env):
                        - acceleration_penalty)
         motion_penalty = -velocity_penalty - acceleration_penalty
         reward = dist_reward + stage_reward + ctrl_reward + self._shift
-        self._reward_info[INFO_HAND] = self._hand
+        info_hand = self._reward_info[INFO_HAND]
+        info_hand[:] = self._hand
+        self._reward_info[INFO_HAND_REST] = self._hand - info_hand
         self._reward_info[INFO_MOTION] = motion_penalty
 
         self._last_obs = self._observation()
@@ -598,12 +603,12 @@ class JacoReachMT5Env(MultiTaskEnv):
         against the hand position, penalties and instability flag kept in `reward_info`. All
         tasks run the same arm (the target is a mocap sphere without collision), so this is the
         reward `task`'s env pays for that step from that state and stage, up to float32
-        storage. The episode's termination and next stage stay those the collecting task
-        stored."""
+        storage of the penalties. The episode's termination and next stage stay those the
+        collecting task stored."""
         if reward_info is None:
             raise ValueError("JacoReachMT5's reward_fn needs the stored reward_info")
         info = np.asarray(reward_info, dtype=np.float64)
-        hand = info[..., INFO_HAND]
+        hand = info[..., INFO_HAND] + info[..., INFO_HAND_REST]
         a = np.clip(np.asarray(actions, dtype=np.float64), -1.0, 1.0)
         ctrl_reward = -0.01 * (a * a).sum(axis=-1) + info[..., INFO_MOTION]
         sequence = TASK_SEQUENCES[task]

@@ -24,6 +24,8 @@ observation. Nothing is rendered while stepping.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 
 os.environ.setdefault("MUJOCO_GL", "egl")
@@ -34,10 +36,14 @@ from typing import Any, ClassVar
 import gymnasium as gym
 import mujoco
 import numpy as np
-from gymnasium_robotics.envs.franka_kitchen import kitchen_env as _gr_kitchen
-from gymnasium_robotics.envs.franka_kitchen.utils import read_config_from_xml
 
 from environments.multitask import MultiTaskEnv
+
+# gymnasium_robotics prints a notice about its Adroit envs to stderr when first imported; it
+# does not concern the kitchen, and would break the CLI's one-line errors
+with contextlib.redirect_stderr(io.StringIO()):
+    from gymnasium_robotics.envs.franka_kitchen import kitchen_env as _gr_kitchen
+    from gymnasium_robotics.envs.franka_kitchen.utils import read_config_from_xml
 
 HORIZON = 140
 DENSE_SCALE = 20.0

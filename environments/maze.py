@@ -24,8 +24,10 @@ import os
 # before mujoco is first imported: it picks its GL backend at import time
 os.environ.setdefault("MUJOCO_GL", "egl")
 
+import contextlib  # noqa: E402
 import copy  # noqa: E402
 import functools  # noqa: E402
+import io  # noqa: E402
 import xml.etree.ElementTree as ET  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any, ClassVar  # noqa: E402
@@ -34,11 +36,15 @@ import gymnasium as gym  # noqa: E402
 import mujoco  # noqa: E402
 import numpy as np  # noqa: E402
 from gymnasium.utils import seeding  # noqa: E402
-from gymnasium_robotics.envs.maze import maps  # noqa: E402
-from gymnasium_robotics.envs.maze import point as point_module  # noqa: E402
-from gymnasium_robotics.envs.maze.point import PointEnv  # noqa: E402
 
 from environments.multitask import MultiTaskEnv  # noqa: E402
+
+# gymnasium_robotics prints a notice about its Adroit envs to stderr when first imported; it
+# does not concern the maze, and would break the CLI's one-line errors
+with contextlib.redirect_stderr(io.StringIO()):
+    from gymnasium_robotics.envs.maze import maps
+    from gymnasium_robotics.envs.maze import point as point_module
+    from gymnasium_robotics.envs.maze.point import PointEnv
 
 #: the large maze layout (1 wall, 0 free), row 0 at the top; identical to D4RL's LARGE_MAZE
 MAZE_MAP: tuple[tuple[int, ...], ...] = tuple(tuple(int(v) for v in row) for row in maps.LARGE_MAZE)

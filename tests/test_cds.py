@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import gymnasium as gym
@@ -280,7 +281,20 @@ def _jaco_transitions(env: gym.Env, rng: np.random.Generator) -> list[tuple]:
     return rows
 
 
-def test_jaco_reward_fn_is_each_tasks_step_reward() -> None:
+@pytest.fixture
+def mujoco_warnings() -> Iterator[list[str]]:
+    """MuJoCo's warnings, collected instead of written to MUJOCO_LOG.TXT in the working
+    directory."""
+    messages: list[str] = []
+    previous = mujoco.get_mju_user_warning()
+    mujoco.set_mju_user_warning(messages.append)
+    try:
+        yield messages
+    finally:
+        mujoco.set_mju_user_warning(previous)
+
+
+def test_jaco_reward_fn_is_each_tasks_step_reward(mujoco_warnings: list[str]) -> None:
     """Every task's reward_fn on every task's stored transitions (hand position zeroed, as the
     buffers hold them) equals what its own env pays when put in the same physical state, stage
     and reset position and given the same action: sub-goals reached, the bonus task's bonus,
@@ -288,7 +302,7 @@ def test_jaco_reward_fn_is_each_tasks_step_reward() -> None:
     from environments.jaco import INFO_RESET_HAND, OBS_STAGE
 
     family = environments.make_multitask_env("JacoReachMT5-v1", seed=0)
-    assert family.reward_fn_problem is None and family.reward_info_dim == 8
+    assert family.reward_fn_problem is None and family.reward_info_dim == 11
     collecting = family.make_task_envs(evaluation=False)
     learning = family.make_task_envs(evaluation=False, seed=7)
     rng = np.random.default_rng(0)
@@ -327,6 +341,48 @@ def test_jaco_reward_fn_is_each_tasks_step_reward() -> None:
     assert (sparse > -1.3).all() and (sparse > -0.9).any()  # no distance term; stages reached
     assert all((r == -100.0).sum() == family.num_tasks for r in rewards.values())
     assert (rewards[4] > -0.06).any()  # the stay task on its goal
+    assert any("unstable" in m for m in mujoco_warnings)
+
+
+def test_jaco_success_at_the_radius_is_decided_as_the_env_decides() -> None:
+    """The kept hand position is the float64 one (two float32s): hands landing within 1e-9 of
+    the 0.05 radius, inside and outside (closer than float32 resolves), are paid the bonus
+    exactly when the env pays it."""
+    from environments.jaco import BONUS_TASK, SUBGOALS, TASK_SEQUENCES, solve_hand_ik
+
+    family = environments.make_multitask_env("JacoReachMT5-v1", seed=0)
+    env = family.make_task_envs(evaluation=False)[BONUS_TASK].unwrapped
+    env.reset(seed=0)
+    goal = SUBGOALS[TASK_SEQUENCES[BONUS_TASK][0]]
+    q_goal, _ = solve_hand_ik(env.model, goal, env.model.qpos0)
+    turn = np.zeros(env.model.nq)
+    turn[0] = 0.3
+    zero = np.zeros(6, dtype=np.float32)
+
+    def step_from(s: float) -> tuple[np.ndarray, float, dict]:
+        """One zero-action step from the goal pose turned by s * 0.3 rad at joint 1."""
+        obs = env.set_state(q_goal + s * turn, None, 0)
+        _, reward, _, _, info = env.step(zero)
+        return obs, reward, info
+
+    def beyond(s: float) -> float:
+        step_from(s)
+        return float(np.linalg.norm(env.hand_position - goal)) - 0.05
+
+    inside, outside = 0.0, 1.0
+    assert beyond(inside) < 0 < beyond(outside)
+    while outside - inside > 1e-13:  # bisect the turn until both landings are within 1e-9
+        middle = (inside + outside) / 2
+        inside, outside = (middle, outside) if beyond(middle) < 0 else (inside, middle)
+    paid = []
+    for s_ in (inside, outside):
+        assert abs(beyond(s_)) < 1e-9
+        obs, reward, info = step_from(s_)
+        relabelled = family.reward_fn(BONUS_TASK, family.split_observation(obs[None]),
+                                      zero[None], obs[None], info["reward_info"][None])
+        assert float(relabelled[0]) == pytest.approx(reward, abs=1e-6)
+        paid.append(reward)
+    assert paid[0] - paid[1] > 60  # the bonus was paid inside, not outside
 
 
 # --- the flag's refusals ---------------------------------------------------------------------

@@ -78,6 +78,22 @@ def test_negative_seed_from_a_real_process_is_one_line(tmp_path: Path) -> None:
     assert os.listdir(tmp_path) == []  # no empty data/..._s-1_... folder
 
 
+@pytest.mark.parametrize(("argv", "error"), [
+    (["dnc_sac", "--env=MazeLarge-10-v0", "--sparse_tasks", "99"],
+     "--sparse_tasks [99]: task ids are 0..9"),
+    (["uds_dnc", "--env=KitchenMTEasy-v0", "--unsupervised", "False"],
+     "--unsupervised False (CDS) needs KitchenMTEasy-v0's reward"),
+])
+def test_envs_on_gymnasium_robotics_keep_errors_one_line(argv: list[str], error: str,
+                                                          tmp_path: Path) -> None:
+    """A fresh process imports gymnasium_robotics, which prints a notice on first import: it
+    must not reach the user's terminal beside the error."""
+    proc = _real_run(argv, tmp_path)
+    assert proc.returncode == 2
+    assert proc.stderr.startswith(f"run.py: error: {error}") and proc.stderr.count("\n") == 1
+    assert proc.stdout == ""
+
+
 # --- 2. run folders that cannot be made -------------------------------------------------------
 
 def test_uncreatable_log_dir_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
