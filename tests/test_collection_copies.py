@@ -35,7 +35,7 @@ HORIZON = 12
 class ScriptedEpisodes(gym.Env):
     """Episode e of this env terminates after lengths[e] steps unless the horizon cuts it first
     (with HORIZON: lengths above it never terminate). Observation: (sequential episode id, step
-    in the episode)."""
+    in the episode); the step info's reward_info is the observation the step started from."""
 
     observation_space = gym.spaces.Box(-np.inf, np.inf, (2,), np.float32)
     action_space = gym.spaces.Box(-1.0, 1.0, (1,), np.float32)
@@ -52,8 +52,10 @@ class ScriptedEpisodes(gym.Env):
         return self._obs(), {}
 
     def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
+        before = self._obs()
         self.t += 1
-        return self._obs(), 0.0, self.t >= self.lengths[self.episode], False, {}
+        return (self._obs(), 0.0, self.t >= self.lengths[self.episode], False,
+                {"reward_info": before})
 
 
 def played(length: int) -> int:
@@ -95,7 +97,8 @@ def _scripted_collector(lengths: list[list[int]], copies: int, sampler: str, sha
     torch.manual_seed(0)
     policy = TaskPolicy(Architecture.SEPARATE, n, 2, 1, [8])
     return Collector(TaskVectorEnv(envs, HORIZON, seed=0), OwnPolicy(policy),
-                     MultiTaskReplayBuffer(n, 10_000, 2, 1, seed=0, shared=shared),
+                     MultiTaskReplayBuffer(n, 10_000, 2, 1, seed=0, shared=shared,
+                                           reward_info_dim=2),
                      lambda obs: obs, discount=0.99, info_metrics={}, sampler_type=sampler)
 
 
@@ -103,9 +106,12 @@ def _stored_episodes(buffer: MultiTaskReplayBuffer, lengths: list[list[int]]
                      ) -> list[list[tuple[int, int]]]:
     """Per buffer group, the (task, j) of its stored episodes in storage order, checking that
     each is stored whole (steps 0..L-1 in order) and that its terminal flags are 0 ... 0 1 when
-    the script terminated it and all 0 when the horizon cut it."""
+    the script terminated it and all 0 when the horizon cut it. Every transition keeps the
+    reward_info its own step returned."""
     out = []
     for g, size in enumerate(buffer.sizes.tolist()):
+        assert buffer.reward_info is not None
+        np.testing.assert_array_equal(buffer.reward_info[g, :size], buffer.obs[g, :size])
         ids, steps = buffer.obs[g, :size, 0].astype(int), buffer.obs[g, :size, 1].astype(int)
         starts = np.flatnonzero(steps == 0)
         episodes = []
