@@ -596,9 +596,12 @@ def run_ray(runs: list[Run], address: str, threads: int, retries: int, display: 
                 for run in refs.values():
                     with open(run.stop_path, "w") as f:
                         f.write(f"stop asked by sweep.py at {datetime.datetime.now()}\n")
-                ray.wait(list(refs), num_returns=len(refs), timeout=STOP_WAIT)
-                for ref, run in refs.items():
+                _, late = ray.wait(list(refs), num_returns=len(refs), timeout=STOP_WAIT)
+                # only tasks still out are cancelled: cancelling one whose reply is arriving
+                # can crash Ray's driver ("Tried to complete task that was not pending")
+                for ref in late:
                     ray.cancel(ref)
+                for run in refs.values():
                     done = finished_epochs(run.folder) >= run.n_epochs
                     started = os.path.exists(os.path.join(run.folder, "config.yaml"))
                     run.state = "finished" if done else "stopped" if started else "not started"
