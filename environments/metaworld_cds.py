@@ -16,6 +16,9 @@ for the door tasks, the drawer handle for drawer-open, and the drawer handle rai
 drawer-close, the position Meta-World's drawer-close target and threshold are built for (the
 original used the unraised handle there, adding a constant ~0.05 to the success distance).
 
+The hand's workspace is Meta-World's (x >= -0.5), as in the original: door-close's hand starts
+at x = -0.6, outside it, and its first step clips the mocap target back inside.
+
 Each task has 50 object positions drawn at construction (benchmark seed ``s`` for training,
 ``s + 100`` for evaluation) and cycles through them, one per episode, in a seeded random order.
 """
@@ -56,8 +59,6 @@ _ASSETS_PLACEHOLDER = "@METAWORLD_ASSETS@"
 RAW_OBS_DIM = 21
 #: a camera that shows both the drawer and the door
 CDS_RENDER_CAMERA = "corner2"
-#: mocap x lower bound, widened from Meta-World's -0.5 so door-close's hand start is reachable
-MOCAP_X_LOW = -0.6
 
 # observation layout
 HAND, GRIPPER = slice(0, 3), 3
@@ -105,7 +106,6 @@ class _CDSScene:
         self._random_reset_space = Box(
             np.array(self.object_low), np.array(self.object_high), dtype=np.float64
         )
-        self.mocap_low = np.array([MOCAP_X_LOW, *self.mocap_low[1:]])  # type: ignore[has-type]
         self._freeze_rand_vec = True
         self._last_rand_vec = np.array(self.object_low, dtype=np.float64)
         self._set_task_called = True

@@ -231,6 +231,21 @@ def test_cds_success_driven_by_state(
 STOCK = (SawyerDoorEnvV3, SawyerDoorCloseEnvV3, SawyerDrawerOpenEnvV3, SawyerDrawerCloseEnvV3)
 
 
+def test_cds_workspace_is_metaworlds(cds_envs: list[CDSTaskEnv]) -> None:
+    """The hand's bounds are each base task's, as in the original; door-close starts outside them
+    (x = -0.6) and its first step clips the mocap target back to x = -0.5."""
+    for task, env in enumerate(cds_envs):
+        stock = STOCK[task]()
+        np.testing.assert_array_equal(env.inner.mocap_low, stock.mocap_low)
+        np.testing.assert_array_equal(env.inner.mocap_high, stock.mocap_high)
+        stock.close()
+    door_close = cds_envs[1]
+    obs, _ = door_close.reset(options={"config": 0})
+    assert obs[0] < -0.55  # the hand, pulled towards its start (-0.6) by the mocap weld
+    door_close.step(np.array([-1.0, 0.0, 0.0, 0.0], dtype=np.float32))
+    assert door_close.inner.data.mocap_pos[0, 0] == pytest.approx(-0.5)
+
+
 @pytest.mark.parametrize("task", range(4))
 def test_cds_rewards_match_stock_metaworld(cds_envs: list[CDSTaskEnv], task: int) -> None:
     """Same rewards, success and object state as the stock single-object Meta-World task placed
