@@ -45,6 +45,13 @@ ENV_NAMES = {
 }
 BUDGET_NOTE = "[^budget]"
 #: The lines of a README between which `--readme` writes the table and figures.
+#: per env, a second evaluation metric reported in its own table: (metric, what it counts)
+SUPPLEMENTARY = {
+    "JacoReachMT5-v1": ("FullSuccessRate", "episodes that finish their task: all three "
+                        "sub-goals, or the stay task's 90 steps near its goal (the main table's "
+                        "success, the original's, counts an episode that reaches any sub-goal)"),
+}
+
 README_START = "<!-- report.py --readme: start -->"
 README_END = "<!-- report.py --readme: end -->"
 
@@ -166,14 +173,33 @@ def make_row(env: str, name: str, runs: Sequence[plot.Run], metric: str, policy:
                success, finals, nothing, min(_budget(run) for run in runs), _progress(runs))
 
 
+def group_rows(env: str, name: str, runs: Sequence[plot.Run], metric: str) -> list[Row]:
+    """A group's rows of `metric`: QMP methods get a mixture and an own-policy row."""
+    policies = plot.POLICIES if plot.is_qmp(plot.group_method(runs)) else ("mixture",)
+    return [make_row(env, name, runs, metric, policy) for policy in policies]
+
+
 def report_rows(groups: dict[str, dict[str, list[plot.Run]]]) -> list[Row]:
-    """Rows of every env and group: QMP methods get a mixture and an own-policy row."""
+    """Rows of every env and group, in each env's main metric."""
     rows = []
     for env, named in groups.items():
         metric, _ = plot.resolve_metric(plot.default_metric(env), None)
         for name, runs in named.items():
-            policies = plot.POLICIES if plot.is_qmp(plot.group_method(runs)) else ("mixture",)
-            rows += [make_row(env, name, runs, metric, policy) for policy in policies]
+            rows += group_rows(env, name, runs, metric)
+    return rows
+
+
+def supplementary_rows(groups: dict[str, dict[str, list[plot.Run]]]) -> list[Row]:
+    """Rows of each env's SUPPLEMENTARY metric, from the runs that logged it."""
+    rows = []
+    for env, named in groups.items():
+        if env not in SUPPLEMENTARY:
+            continue
+        metric = SUPPLEMENTARY[env][0]
+        for name, runs in named.items():
+            logged = [run for run in runs if plot.EVALUATION + metric in run.columns]
+            if logged:
+                rows += group_rows(env, name, logged, metric)
     return rows
 
 
@@ -282,6 +308,13 @@ def render(rows: Sequence[Row], groups: dict[str, dict[str, list[plot.Run]]],
                      f"{'s' if len(named) != 1 else ''}, {runs} run{'s' if runs != 1 else ''}, "
                      f"metric `{plot.default_metric(env)}`; {reference}{figure}")
     lines += ["", "## Final values", "", *table_lines(rows, paper)]
+    extra = supplementary_rows(groups)
+    if extra:
+        lines += ["", "## Supplementary metrics", "",
+                  "The same columns for a second metric; the paper reports none of these.", ""]
+        lines += [f"- `{env}`: `Evaluation/{metric}`, {what}." for env, (metric, what)
+                  in SUPPLEMENTARY.items() if any(row.env == env for row in extra)]
+        lines += ["", *table_lines(extra, {})]
     return "\n".join(lines) + "\n"
 
 

@@ -218,3 +218,34 @@ def test_readme_without_markers_is_an_error_and_left_alone(
     assert readme.read_text() == "# Title\n\nno markers here\n"
     assert report.main([str(sample), "--readme", str(tmp_path / "absent.md")]) == 2
     assert "cannot read" in capsys.readouterr().err
+
+
+def test_supplementary_table_of_jaco_full_success(tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    """Jaco's FullSuccessRate gets its own table with the main table's columns, from the runs
+    that logged it (mixture and own rows for QMP; a run without it is left out without a
+    warning), and no paper value; the main table is unchanged by it."""
+    full, own_full = "Evaluation/FullSuccessRate", "Evaluation/p/FullSuccessRate"
+    seed_run(tmp_path, JACO, "qmp_dnc", 0, 10, {SUCCESS: [1.0] * 10, OWN: [1.0] * 10,
+                                                full: [0.2] * 9 + [0.8], own_full: [0.0] * 10})
+    seed_run(tmp_path, JACO, "dnc_sac", 0, 10, {SUCCESS: [0.8] * 10, full: [0.6] * 10})
+    seed_run(tmp_path, JACO, "dnc_sac", 1, 10, {SUCCESS: [0.8] * 10})  # logged no FullSuccessRate
+    assert report.main([str(tmp_path)]) == 0
+    assert capsys.readouterr().err == ""
+    main, supplementary = (tmp_path / "REPORT.md").read_text().split("## Supplementary metrics")
+    assert [row[3:6] for row in table_rows(main)] == [
+        ["80.0 ± 0.0 %", "s0 80, s1 80", "0 of 2"], ["100.0 ± 0.0 %", "s0 100", "0 of 1"],
+        ["100.0 ± 0.0 %", "s0 100", "0 of 1"]]
+    assert "`Evaluation/FullSuccessRate`, episodes that finish their task" in supplementary
+    assert table_rows(supplementary) == [
+        [f"`{JACO}`", "Separated (dnc_sac)", "own policy", "60.0 ± 0.0 %", "s0 60", "0 of 1",
+         "0.01M", "-"],
+        [f"`{JACO}`", "Separated + QMP (qmp_dnc)", "mixture", "80.0 ± 0.0 %", "s0 80", "0 of 1",
+         "0.01M", "-"],
+        [f"`{JACO}`", "Separated + QMP (qmp_dnc)", "own policy", "0.0 ± 0.0 %", "s0 0", "1 of 1",
+         "0.01M", "-"],
+    ]
+
+
+def test_no_supplementary_section_without_the_metric(report_text: str) -> None:
+    assert "## Supplementary metrics" not in report_text
