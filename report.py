@@ -44,14 +44,13 @@ ENV_NAMES = {
     "Walker2dMT4-v0": "Walker2D",
 }
 BUDGET_NOTE = "[^budget]"
-#: The lines of a README between which `--readme` writes the table and figures.
 #: per env, a second evaluation metric reported in its own table: (metric, what it counts)
 SUPPLEMENTARY = {
     "JacoReachMT5-v1": ("FullSuccessRate", "episodes that finish their task: all three "
                         "sub-goals, or the stay task's 90 steps near its goal (the main table's "
                         "success, the original's, counts an episode that reaches any sub-goal)"),
 }
-
+#: The lines of a README between which `--readme` writes the table and figures.
 README_START = "<!-- report.py --readme: start -->"
 README_END = "<!-- report.py --readme: end -->"
 
@@ -81,6 +80,7 @@ class Row:
     nothing: int  # seeds with success exactly 0 at every evaluation of the final window
     budget: float  # the smallest over seeds of TotalEnvSteps at the last row
     progress: str  # "" or "(in progress: epoch E of N)"
+    main_metric: bool = True  # the env's main metric, the one the paper's values are of
 
 
 def _warn(message: str) -> None:
@@ -170,7 +170,8 @@ def make_row(env: str, name: str, runs: Sequence[plot.Run], metric: str, policy:
         finals.append((run.seed, float(values.mean()) * (100.0 if success else 1.0)))
         nothing += int(success and bool((values == 0).all()))
     return Row(env, name, plot.group_method(runs), policy, " / ".join(sorted(shown)) or "-",
-               success, finals, nothing, min(_budget(run) for run in runs), _progress(runs))
+               success, finals, nothing, min(_budget(run) for run in runs), _progress(runs),
+               metric == plot.resolve_metric(plot.default_metric(env), None)[0])
 
 
 def group_rows(env: str, name: str, runs: Sequence[plot.Run], metric: str) -> list[Row]:
@@ -232,7 +233,8 @@ def row_cells(row: Row, paper: dict[tuple[str, str], Paper]) -> list[str]:
     full = env_budget(paper, row.env)
     if full is not None and row.budget < full:
         budget += f" of the paper's {steps_text(full)} {BUDGET_NOTE}"
-    value = paper.get((row.env, row.method)) if row.requested == "mixture" else None
+    compared = row.main_metric and row.requested == "mixture"
+    value = paper.get((row.env, row.method)) if compared else None
     reference = f"{_number(value.success)} % at {steps_text(value.env_steps)}" if value else "-"
     return [f"`{row.env}`", method, row.shows, final, seeds, nothing, budget, reference]
 
@@ -314,7 +316,7 @@ def render(rows: Sequence[Row], groups: dict[str, dict[str, list[plot.Run]]],
                   "The same columns for a second metric; the paper reports none of these.", ""]
         lines += [f"- `{env}`: `Evaluation/{metric}`, {what}." for env, (metric, what)
                   in SUPPLEMENTARY.items() if any(row.env == env for row in extra)]
-        lines += ["", *table_lines(extra, {})]
+        lines += ["", *table_lines(extra, paper)]
     return "\n".join(lines) + "\n"
 
 

@@ -224,7 +224,9 @@ def test_supplementary_table_of_jaco_full_success(tmp_path: Path,
                                                   capsys: pytest.CaptureFixture[str]) -> None:
     """Jaco's FullSuccessRate gets its own table with the main table's columns, from the runs
     that logged it (mixture and own rows for QMP; a run without it is left out without a
-    warning), and no paper value; the main table is unchanged by it."""
+    warning), the reduced budget stated, and no paper value (the paper's are of the main metric);
+    the main table is unchanged by it."""
+    short = "0.01M of the paper's 2M [^budget]"
     full, own_full = "Evaluation/FullSuccessRate", "Evaluation/p/FullSuccessRate"
     seed_run(tmp_path, JACO, "qmp_dnc", 0, 10, {SUCCESS: [1.0] * 10, OWN: [1.0] * 10,
                                                 full: [0.2] * 9 + [0.8], own_full: [0.0] * 10})
@@ -239,11 +241,11 @@ def test_supplementary_table_of_jaco_full_success(tmp_path: Path,
     assert "`Evaluation/FullSuccessRate`, episodes that finish their task" in supplementary
     assert table_rows(supplementary) == [
         [f"`{JACO}`", "Separated (dnc_sac)", "own policy", "60.0 ± 0.0 %", "s0 60", "0 of 1",
-         "0.01M", "-"],
+         short, "-"],
         [f"`{JACO}`", "Separated + QMP (qmp_dnc)", "mixture", "80.0 ± 0.0 %", "s0 80", "0 of 1",
-         "0.01M", "-"],
+         short, "-"],
         [f"`{JACO}`", "Separated + QMP (qmp_dnc)", "own policy", "0.0 ± 0.0 %", "s0 0", "1 of 1",
-         "0.01M", "-"],
+         short, "-"],
     ]
 
 
